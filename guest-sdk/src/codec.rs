@@ -1,0 +1,145 @@
+//! Message and argument encoding: CBOR (RFC 8949) through serde.
+//!
+//! Entry arguments are a CBOR array, one element per parameter. The `spore` CLI passes its
+//! command-line arguments as an array of text strings; when an entry's parameters are not
+//! all strings, each text is parsed into the parameter's type (`"3"` into a `u32`).
+
+use serde::Serialize;
+use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
+
+/// Why a message or argument list could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError(pub String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// Encodes `value` as CBOR.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(64);
+    ciborium::into_writer(value, &mut out).map_err(|e| CodecError(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes CBOR into a `T`.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    ciborium::from_reader(bytes).map_err(|e| CodecError(e.to_string()))
+}
+
+/// Decodes an entry's argument list: a CBOR array of the parameters, or (from the command
+/// line) an array of texts parsed into the parameter types.
+pub fn decode_args<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let bytes = if bytes.is_empty() { &[0x80][..] } else { bytes };
+    let typed = decode::<T>(bytes);
+    if typed.is_ok() {
+        return typed;
+    }
+    match decode::<Vec<String>>(bytes) {
+        Ok(texts) => T::deserialize(de::value::SeqDeserializer::<_, de::value::Error>::new(
+            texts.into_iter().map(TextArg),
+        ))
+        .map_err(|e| CodecError(format!("bad arguments: {e}"))),
+        Err(_) => typed.map_err(|e| CodecError(format!("bad arguments: {e}"))),
+    }
+}
+
+/// One command-line argument, deserializable into any type that can be parsed from text.
+struct TextArg(String);
+
+impl<'de> IntoDeserializer<'de, de::value::Error> for TextArg {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+macro_rules! parse_as {
+    ($($method:ident => $visit:ident : $ty:ty),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            let parsed = self.0.parse::<$ty>().map_err(|e| {
+                de::Error::custom(format!("`{}` is not a {}: {e}", self.0, stringify!($ty)))
+            })?;
+            visitor.$visit(parsed)
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for TextArg {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_string(self.0)
+    }
+
+    parse_as! {
+        deserialize_bool => visit_bool: bool,
+        deserialize_i8 => visit_i8: i8,
+        deserialize_i16 => visit_i16: i16,
+        deserialize_i32 => visit_i32: i32,
+        deserialize_i64 => visit_i64: i64,
+        deserialize_u8 => visit_u8: u8,
+        deserialize_u16 => visit_u16: u16,
+        deserialize_u32 => visit_u32: u32,
+        deserialize_u64 => visit_u64: u64,
+        deserialize_f32 => visit_f32: f32,
+        deserialize_f64 => visit_f64: f64,
+        deserialize_char => visit_char: char,
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_enum(self.0.into_deserializer())
+    }
+
+    serde::forward_to_deserialize_any! {
+        i128 u128 str string bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
+        identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_args_round_trip() {
+        let bytes = encode(&(3u32, "pong@localhost")).unwrap();
+        let (n, node): (u32, String) = decode_args(&bytes).unwrap();
+        assert_eq!((n, node.as_str()), (3, "pong@localhost"));
+    }
+
+    #[test]
+    fn text_args_are_parsed() {
+        let bytes = encode(&["3", "pong@localhost"]).unwrap();
+        let (n, node): (u32, String) = decode_args(&bytes).unwrap();
+        assert_eq!((n, node.as_str()), (3, "pong@localhost"));
+    }
+
+    #[test]
+    fn bad_text_arg_names_the_problem() {
+        let bytes = encode(&["three"]).unwrap();
+        let err = decode_args::<(u32,)>(&bytes).unwrap_err();
+        assert!(err.0.contains("`three` is not a u32"), "{err}");
+    }
+}

@@ -1,0 +1,101 @@
+//! Write Spore processes in Rust.
+//!
+//! A Spore guest is a WebAssembly component (built for `wasm32-wasip2`) whose entries run as
+//! Erlang-style processes: each has a [`Pid`], a mailbox, links and monitors, and talks to
+//! others only by messages. Messages are any serde type, encoded as CBOR, and may carry pids.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use spore_guest::{Pid, receive, send, spawn};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! enum Msg { Ping(Pid), Pong, Finished }
+//!
+//! fn main() {
+//!     let pong = spawn("pong", &()).unwrap();
+//!     send(pong, &Msg::Ping(Pid::me()));
+//!     if let Msg::Pong = receive::<Msg>() { println!("Ping received pong"); }
+//!     send(pong, &Msg::Finished);
+//! }
+//!
+//! fn pong() {
+//!     loop {
+//!         match receive::<Msg>() {
+//!             Msg::Ping(from) => send(from, &Msg::Pong),
+//!             _ => return,
+//!         }
+//!     }
+//! }
+//!
+//! spore_guest::entries!(main, pong);
+//! ```
+//!
+//! # Concepts
+//! - Processes: [`spawn`], [`spawn_link`], [`spawn_monitor`], [`Spawn`] for every option,
+//!   [`exit`], [`Pid::me`], [`node`].
+//! - Messages: [`send`], [`send_named`], [`receive`], [`receive_timeout`], [`Select`] for
+//!   selective receive with several arms and a timeout.
+//! - Failures: [`link`], [`monitor`], [`trap_exit`], [`Signal`], [`ExitReason`].
+//! - Names: [`register`], [`whereis`]. Time: [`sleep`], [`send_after`].
+//! - Entries: [`entries!`] exports the functions a spawn can name; their parameters are
+//!   decoded from the spawn's arguments (see [`codec`]).
+
+#[doc(hidden)]
+pub mod bindings;
+pub mod codec;
+mod entry;
+mod mailbox;
+mod pid;
+mod process;
+mod reason;
+mod timer;
+
+pub use entry::{Entry, EntryResult};
+pub use mailbox::{
+    Envelope, Received, Select, SendError, Signal, pending, receive, receive_any, receive_signal,
+    receive_tagged, receive_timeout, send, send_named, send_raw, send_tagged, try_send, try_send_named,
+};
+pub use pid::{PID_TAG, Pid, Ref};
+pub use process::{
+    Module, RegisterError, Spawn, SpawnError, Spawned, demonitor, exit, exit_pid, kill, link, make_ref,
+    module_id, monitor, monitor_nodes, node, nodes, register, register_pid, registered, self_pid, spawn,
+    spawn_link, spawn_monitor, spawn_on, trap_exit, unlink, unregister, whereis,
+};
+pub use reason::ExitReason;
+pub use timer::{cancel_timer, send_after, sleep};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::entry::{run_entry, unknown_entry};
+}
+
+/// Exports the entries of this module: each name is a function in scope, callable by a
+/// spawn of that name. Parameters are decoded from the spawn's arguments (a tuple).
+///
+/// ```ignore
+/// fn main() { /* ... */ }
+/// fn ping(n: u32, pong_node: String) { /* ... */ }
+/// spore_guest::entries!(main, ping);
+/// ```
+#[macro_export]
+macro_rules! entries {
+    ($($name:ident),+ $(,)?) => {
+        #[doc(hidden)]
+        struct __SporeEntries;
+
+        impl $crate::bindings::Guest for __SporeEntries {
+            fn entries() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$(::std::string::String::from(stringify!($name))),+]
+            }
+
+            fn start(entry: ::std::string::String, args: ::std::vec::Vec<u8>) {
+                match entry.as_str() {
+                    $(stringify!($name) => $crate::__private::run_entry($name, &args),)+
+                    other => $crate::__private::unknown_entry(other, &[$(stringify!($name)),+]),
+                }
+            }
+        }
+
+        $crate::bindings::__export_guest!(__SporeEntries with_types_in $crate::bindings);
+    };
+}

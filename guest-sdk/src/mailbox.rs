@@ -1,0 +1,370 @@
+//! Sending and receiving: typed messages, selective receive over a save queue, signals.
+//!
+//! `receive::<T>()` takes the oldest message that decodes as `T`; messages of other shapes
+//! stay queued, in order, for later receives (Erlang's selective receive). Exit signals
+//! (while trapping exits), down notices and node events are [`Signal`]s.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::spore::process::mailbox as wit;
+use crate::codec::{self, CodecError};
+use crate::pid::{Pid, Ref};
+use crate::reason::ExitReason;
+
+/// Why a send failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The message is larger than the node's limit (bytes).
+    TooLarge(u64),
+    /// The receiver's mailbox is full.
+    MailboxFull,
+    /// No process has that name on that node.
+    NotRegistered(String),
+    /// The node cannot be reached.
+    Unreachable(String),
+    /// The message could not be encoded.
+    Encode(CodecError),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge(limit) => write!(f, "message over the limit of {limit} bytes"),
+            Self::MailboxFull => f.write_str("mailbox full"),
+            Self::NotRegistered(n) => write!(f, "no process registered as `{n}`"),
+            Self::Unreachable(n) => write!(f, "node unreachable: {n}"),
+            Self::Encode(e) => write!(f, "cannot encode message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl From<wit::SendError> for SendError {
+    fn from(e: wit::SendError) -> Self {
+        match e {
+            wit::SendError::TooLarge(n) => Self::TooLarge(n),
+            wit::SendError::MailboxFull => Self::MailboxFull,
+            wit::SendError::NotRegistered(n) => Self::NotRegistered(n),
+            wit::SendError::Unreachable(n) => Self::Unreachable(n),
+        }
+    }
+}
+
+/// A message as it arrived: sender, tag and undecoded payload.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    /// Who sent it.
+    pub sender: Pid,
+    /// The tag it was sent with (0 for ordinary messages).
+    pub tag: u64,
+    /// The encoded body.
+    pub payload: Vec<u8>,
+}
+
+impl Envelope {
+    /// Decodes the body as a `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
+        codec::decode(&self.payload)
+    }
+}
+
+/// What the runtime tells a process about other processes and nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// A linked process ended (delivered only while trapping exits).
+    Exit {
+        /// The process.
+        from: Pid,
+        /// Why.
+        reason: ExitReason,
+    },
+    /// A monitored process ended.
+    Down {
+        /// The monitor's reference.
+        monitor: Ref,
+        /// The process.
+        pid: Pid,
+        /// Why.
+        reason: ExitReason,
+    },
+    /// A node connected.
+    NodeUp(String),
+    /// A node disconnected, and why.
+    NodeDown(String, String),
+}
+
+/// One mailbox entry.
+#[derive(Clone, Debug)]
+pub enum Received {
+    /// A message.
+    Message(Envelope),
+    /// A signal.
+    Signal(Signal),
+}
+
+impl Received {
+    fn from_wit(entry: wit::Incoming) -> Self {
+        match entry {
+            wit::Incoming::Message(m) => {
+                Self::Message(Envelope { sender: Pid::from_wit(m.sender), tag: m.tag, payload: m.payload })
+            }
+            wit::Incoming::Exit(e) => Self::Signal(Signal::Exit {
+                from: Pid::from_wit(e.sender),
+                reason: ExitReason::from_wit(e.reason),
+            }),
+            wit::Incoming::Down(d) => Self::Signal(Signal::Down {
+                monitor: d.monitor,
+                pid: Pid::from_wit(d.pid),
+                reason: ExitReason::from_wit(d.reason),
+            }),
+            wit::Incoming::Node(n) if n.up => Self::Signal(Signal::NodeUp(n.node)),
+            wit::Incoming::Node(n) => Self::Signal(Signal::NodeDown(n.node, n.reason)),
+        }
+    }
+}
+
+thread_local! {
+    /// Entries taken from the host mailbox that no receive has matched yet, oldest first.
+    static SAVED: RefCell<VecDeque<Received>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Sends `msg` to `to`. Panics if the message cannot be sent (too large, mailbox full, name
+/// not registered): use [`try_send`] to handle those.
+pub fn send<T: Serialize + ?Sized>(to: Pid, msg: &T) {
+    if let Err(e) = try_send(to, msg) {
+        panic!("send to {to} failed: {e}");
+    }
+}
+
+/// Sends `msg` to `to`, reporting failures.
+pub fn try_send<T: Serialize + ?Sized>(to: Pid, msg: &T) -> Result<(), SendError> {
+    send_tagged(to, 0, msg)
+}
+
+/// Sends `msg` with `tag`, which the receiver can select on without decoding.
+pub fn send_tagged<T: Serialize + ?Sized>(to: Pid, tag: u64, msg: &T) -> Result<(), SendError> {
+    let bytes = codec::encode(msg).map_err(SendError::Encode)?;
+    send_raw(to, tag, &bytes)
+}
+
+/// Sends already-encoded bytes.
+pub fn send_raw(to: Pid, tag: u64, payload: &[u8]) -> Result<(), SendError> {
+    wit::send(to.to_wit(), tag, payload).map_err(Into::into)
+}
+
+/// Sends `msg` to the process registered as `name` on `node` (this node when `None`),
+/// Erlang's `{Name, Node} ! Msg`. Panics on failure, like [`send`].
+pub fn send_named<T: Serialize + ?Sized>(name: &str, node: Option<&str>, msg: &T) {
+    if let Err(e) = try_send_named(name, node, msg) {
+        panic!("send to {name} failed: {e}");
+    }
+}
+
+/// [`send_named`], reporting failures.
+pub fn try_send_named<T: Serialize + ?Sized>(
+    name: &str,
+    node: Option<&str>,
+    msg: &T,
+) -> Result<(), SendError> {
+    let bytes = codec::encode(msg).map_err(SendError::Encode)?;
+    wit::send_named(name, node, 0, &bytes).map_err(Into::into)
+}
+
+/// Waits for the oldest message that decodes as `T`.
+pub fn receive<T: DeserializeOwned>() -> T {
+    Select::new().on(|t: T| t).wait()
+}
+
+/// Waits at most `timeout` for a message that decodes as `T`.
+pub fn receive_timeout<T: DeserializeOwned>(timeout: Duration) -> Option<T> {
+    Select::new().on(|t: T| Some(t)).after(timeout, || None).wait()
+}
+
+/// Waits for the next signal (exit, down, node event), leaving messages queued.
+pub fn receive_signal(timeout: Option<Duration>) -> Option<Signal> {
+    let select = Select::new().on_signal(Some);
+    match timeout {
+        Some(t) => select.after(t, || None).wait(),
+        None => select.wait(),
+    }
+}
+
+/// Waits for the oldest entry of any kind.
+pub fn receive_any(timeout: Option<Duration>) -> Option<Received> {
+    let select = Select::new().on_received(Some);
+    match timeout {
+        Some(t) => select.after(t, || None).wait(),
+        None => select.wait(),
+    }
+}
+
+/// Waits for a message with `tag` that decodes as `T`, letting the host skip everything
+/// else (cheap even with a long mailbox: replies to a request use a fresh reference as tag).
+pub fn receive_tagged<T: DeserializeOwned>(
+    tag: u64,
+    timeout: Option<Duration>,
+) -> Option<Result<T, CodecError>> {
+    let pos =
+        SAVED.with(|s| s.borrow().iter().position(|e| matches!(e, Received::Message(m) if m.tag == tag)));
+    if let Some(i) = pos
+        && let Some(Received::Message(m)) = SAVED.with(|s| s.borrow_mut().remove(i))
+    {
+        return Some(m.decode());
+    }
+    let selector = [wit::Selector::Tag(tag)];
+    let timeout = timeout.map(|t| t.as_millis().min(u64::MAX as u128) as u64);
+    match wit::receive(&selector, timeout).map(Received::from_wit) {
+        Some(Received::Message(m)) => Some(m.decode()),
+        Some(other) => {
+            SAVED.with(|s| s.borrow_mut().push_back(other));
+            None
+        }
+        None => None,
+    }
+}
+
+/// Entries waiting (in the host mailbox and in this process's save queue).
+pub fn pending() -> usize {
+    wit::pending() as usize + SAVED.with(|s| s.borrow().len())
+}
+
+type Arm<'a, R> = Box<dyn FnMut(&Received) -> Option<R> + 'a>;
+
+/// A selective receive with several arms, the first matching one wins, and an optional
+/// timeout, like Erlang's `receive ... after`.
+///
+/// ```no_run
+/// # use spore_guest::{Select, Signal};
+/// # use std::time::Duration;
+/// #[derive(serde::Deserialize)]
+/// struct Pong;
+/// let got_pong = Select::new()
+///     .on(|Pong| true)
+///     .on_signal(|_s: Signal| false)
+///     .after(Duration::from_secs(1), || false)
+///     .wait();
+/// ```
+pub struct Select<'a, R> {
+    arms: Vec<Arm<'a, R>>,
+    after: Option<(Duration, Box<dyn FnOnce() -> R + 'a>)>,
+}
+
+impl<R> Default for Select<'_, R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a, R> Select<'a, R> {
+    /// A receive with no arms yet.
+    pub fn new() -> Self {
+        Self { arms: Vec::new(), after: None }
+    }
+
+    /// Matches a message that decodes as `T`.
+    pub fn on<T: DeserializeOwned>(mut self, f: impl FnOnce(T) -> R + 'a) -> Self {
+        let mut f = Some(f);
+        self.arms.push(Box::new(move |entry| {
+            let Received::Message(m) = entry else { return None };
+            let value = m.decode::<T>().ok()?;
+            f.take().map(|f| f(value))
+        }));
+        self
+    }
+
+    /// Matches a message that decodes as `T` and satisfies `guard`.
+    pub fn on_if<T: DeserializeOwned>(
+        mut self,
+        guard: impl Fn(&T) -> bool + 'a,
+        f: impl FnOnce(T) -> R + 'a,
+    ) -> Self {
+        let mut f = Some(f);
+        self.arms.push(Box::new(move |entry| {
+            let Received::Message(m) = entry else { return None };
+            let value = m.decode::<T>().ok().filter(|v| guard(v))?;
+            f.take().map(|f| f(value))
+        }));
+        self
+    }
+
+    /// Matches a message that decodes as `T`, with its envelope (sender, tag).
+    pub fn on_envelope<T: DeserializeOwned>(mut self, f: impl FnOnce(&Envelope, T) -> R + 'a) -> Self {
+        let mut f = Some(f);
+        self.arms.push(Box::new(move |entry| {
+            let Received::Message(m) = entry else { return None };
+            let value = m.decode::<T>().ok()?;
+            f.take().map(|f| f(m, value))
+        }));
+        self
+    }
+
+    /// Matches any signal.
+    pub fn on_signal(mut self, f: impl FnOnce(Signal) -> R + 'a) -> Self {
+        let mut f = Some(f);
+        self.arms.push(Box::new(move |entry| {
+            let Received::Signal(s) = entry else { return None };
+            f.take().map(|f| f(s.clone()))
+        }));
+        self
+    }
+
+    /// Matches anything.
+    pub fn on_received(mut self, f: impl FnOnce(Received) -> R + 'a) -> Self {
+        let mut f = Some(f);
+        self.arms.push(Box::new(move |entry| f.take().map(|f| f(entry.clone()))));
+        self
+    }
+
+    /// Gives up after `timeout`, returning what `f` returns.
+    pub fn after(mut self, timeout: Duration, f: impl FnOnce() -> R + 'a) -> Self {
+        self.after = Some((timeout, Box::new(f)));
+        self
+    }
+
+    /// Runs the receive.
+    pub fn wait(mut self) -> R {
+        // Saved entries first, oldest first.
+        let mut i = 0;
+        loop {
+            let entry = SAVED.with(|s| s.borrow().get(i).cloned());
+            let Some(entry) = entry else { break };
+            if let Some(r) = self.try_arms(&entry) {
+                SAVED.with(|s| s.borrow_mut().remove(i));
+                return r;
+            }
+            i += 1;
+        }
+        let deadline = self.after.as_ref().map(|(t, _)| crate::timer::Deadline::after(*t));
+        loop {
+            let timeout = deadline.as_ref().map(|d| d.remaining_ms());
+            match wit::receive(&[], timeout) {
+                Some(raw) => {
+                    let entry = Received::from_wit(raw);
+                    if let Some(r) = self.try_arms(&entry) {
+                        return r;
+                    }
+                    SAVED.with(|s| s.borrow_mut().push_back(entry));
+                }
+                None => {
+                    if let Some(d) = &deadline
+                        && d.remaining_ms() > 0
+                    {
+                        continue;
+                    }
+                    let (_, f) = self.after.take().expect("receive without timeout returned nothing");
+                    return f();
+                }
+            }
+        }
+    }
+
+    fn try_arms(&mut self, entry: &Received) -> Option<R> {
+        self.arms.iter_mut().find_map(|arm| arm(entry))
+    }
+}

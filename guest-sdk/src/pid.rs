@@ -1,0 +1,121 @@
+//! [`Pid`] and references, and how they travel inside messages.
+//!
+//! A pid is encoded in CBOR as tag [`PID_TAG`] over `[node-name, incarnation, index]`, so a
+//! pid received from anywhere can be used to reply or forwarded again (wit/MESSAGES.md).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+
+use ciborium::tag::Required;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::bindings::spore::process::{node as wit_node, types as wit};
+
+/// CBOR tag of a pid: the ASCII bytes "SPID".
+pub const PID_TAG: u64 = 0x5350_4944;
+
+/// A process identifier. It names its node, so it works the same for local and remote
+/// processes, and stays valid inside messages sent anywhere.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid {
+    pub(crate) node: u64,
+    pub(crate) incarnation: u32,
+    pub(crate) index: u64,
+}
+
+/// A reference unique on its node: monitors, reply tags, timers.
+pub type Ref = u64;
+
+impl Pid {
+    /// The calling process's pid.
+    pub fn me() -> Pid {
+        crate::process::self_pid()
+    }
+
+    /// The name of the node this process runs on.
+    pub fn node(&self) -> String {
+        node_name(self.node).unwrap_or_else(|| format!("{:016x}", self.node))
+    }
+
+    /// The process's number on its node.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub(crate) fn to_wit(self) -> wit::Pid {
+        wit::Pid { node: self.node, incarnation: self.incarnation, index: self.index }
+    }
+
+    pub(crate) fn from_wit(p: wit::Pid) -> Pid {
+        Pid { node: p.node, incarnation: p.incarnation, index: p.index }
+    }
+}
+
+impl fmt::Debug for Pid {
+    /// Everything: `<node.index.incarnation>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{:04x}.{}.{}>", self.node >> 48, self.index, self.incarnation)
+    }
+}
+
+impl fmt::Display for Pid {
+    /// Erlang-like: `<node.index>`, the node as the first hex digits of its id.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{:04x}.{}>", self.node >> 48, self.index)
+    }
+}
+
+thread_local! {
+    /// Node names this process has seen, both ways, so each costs one host call at most.
+    static NODES: RefCell<NodeNames> = RefCell::new(NodeNames::default());
+}
+
+#[derive(Default)]
+struct NodeNames {
+    by_id: HashMap<u64, String>,
+    by_name: HashMap<String, u64>,
+}
+
+/// The name of node `id`, asking the host the first time.
+pub(crate) fn node_name(id: u64) -> Option<String> {
+    if let Some(name) = NODES.with(|n| n.borrow().by_id.get(&id).cloned()) {
+        return Some(name);
+    }
+    let name = wit_node::name_of(id)?;
+    NODES.with(|n| {
+        let mut n = n.borrow_mut();
+        n.by_name.insert(name.clone(), id);
+        n.by_id.insert(id, name.clone());
+    });
+    Some(name)
+}
+
+/// The id of the node called `name`, telling the host about it the first time.
+pub(crate) fn node_id(name: &str) -> u64 {
+    if let Some(id) = NODES.with(|n| n.borrow().by_name.get(name).copied()) {
+        return id;
+    }
+    let id = wit_node::resolve(name);
+    NODES.with(|n| {
+        let mut n = n.borrow_mut();
+        n.by_name.insert(name.to_owned(), id);
+        n.by_id.insert(id, name.to_owned());
+    });
+    id
+}
+
+impl Serialize for Pid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let name = node_name(self.node)
+            .ok_or_else(|| serde::ser::Error::custom(format!("pid {self} of an unknown node")))?;
+        Required::<_, PID_TAG>((name, self.incarnation, self.index)).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Required((name, incarnation, index)) = Required::<(String, u32, u64), PID_TAG>::deserialize(d)?;
+        Ok(Pid { node: node_id(&name), incarnation, index })
+    }
+}

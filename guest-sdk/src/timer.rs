@@ -1,0 +1,43 @@
+//! Sleeping, delayed messages, and timeouts (without needing the clock grant).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::bindings::spore::process::timer as wit;
+use crate::codec;
+use crate::mailbox::SendError;
+use crate::pid::{Pid, Ref};
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+/// Suspends this process for `d` (other processes keep running).
+pub fn sleep(d: Duration) {
+    wit::sleep(millis(d));
+}
+
+/// Sends `msg` to `to` after `d`; returns a reference for [`cancel_timer`].
+pub fn send_after<T: Serialize + ?Sized>(d: Duration, to: Pid, msg: &T) -> Result<Ref, SendError> {
+    let bytes = codec::encode(msg).map_err(SendError::Encode)?;
+    Ok(wit::send_after(millis(d), to.to_wit(), 0, &bytes))
+}
+
+/// Cancels a timer; false if it already fired.
+pub fn cancel_timer(timer: Ref) -> bool {
+    wit::cancel(timer)
+}
+
+/// A point in time on the host's coarse millisecond counter.
+pub(crate) struct Deadline(u64);
+
+impl Deadline {
+    pub fn after(d: Duration) -> Self {
+        Self(wit::now_ms().saturating_add(millis(d)))
+    }
+
+    pub fn remaining_ms(&self) -> u64 {
+        self.0.saturating_sub(wit::now_ms())
+    }
+}

@@ -1,0 +1,94 @@
+//! `spore:process/mailbox`: send, send-named, receive, pending.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::spore::process::mailbox::{self as wit, Host};
+use crate::error::SendError;
+use crate::process::state::ProcState;
+use crate::process::{Incoming, Selector};
+
+impl From<SendError> for wit::SendError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::TooLarge { limit, .. } => Self::TooLarge(limit as u64),
+            SendError::MailboxFull(_) => Self::MailboxFull,
+            SendError::NotRegistered(n) => Self::NotRegistered(n),
+            SendError::Unreachable(n) => Self::Unreachable(n),
+        }
+    }
+}
+
+impl From<wit::Selector> for Selector {
+    fn from(s: wit::Selector) -> Self {
+        match s {
+            wit::Selector::Any => Self::Any,
+            wit::Selector::Tag(t) => Self::Tag(t),
+            wit::Selector::Sender(p) => Self::Sender(p.into()),
+            wit::Selector::Signals => Self::Signals,
+        }
+    }
+}
+
+/// The guest-visible form of a mailbox entry; group events never reach guests.
+fn to_wit(entry: Incoming) -> Option<wit::Incoming> {
+    Some(match entry {
+        Incoming::Message(m) => wit::Incoming::Message(wit::Message {
+            sender: m.sender.into(),
+            tag: m.tag,
+            payload: m.payload.into(),
+        }),
+        Incoming::Exit { from, reason } => {
+            wit::Incoming::Exit(wit::ExitSignal { sender: from.into(), reason: reason.into() })
+        }
+        Incoming::Down { monitor, pid, reason } => {
+            wit::Incoming::Down(wit::Down { monitor, pid: pid.into(), reason: reason.into() })
+        }
+        Incoming::Node { name, up, reason } => wit::Incoming::Node(wit::NodeEvent { node: name, up, reason }),
+        Incoming::Group(_) => return None,
+    })
+}
+
+impl Host for ProcState {
+    fn send(
+        &mut self,
+        to: wit::Pid,
+        tag: u64,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wit::SendError>> {
+        Ok(self.node.send(self.me.pid, to.into(), tag, Bytes::from(payload)).map_err(Into::into))
+    }
+
+    fn send_named(
+        &mut self,
+        name: String,
+        node: Option<String>,
+        tag: u64,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wit::SendError>> {
+        let sent = self.node.send_named(self.me.pid, &name, node.as_deref(), tag, Bytes::from(payload));
+        Ok(sent.map_err(Into::into))
+    }
+
+    async fn receive(
+        &mut self,
+        selectors: Vec<wit::Selector>,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Option<wit::Incoming>> {
+        let selectors: Vec<Selector> = selectors.into_iter().map(Into::into).collect();
+        let timeout = timeout_ms.map(Duration::from_millis);
+        loop {
+            let Some(entry) = self.me.mailbox.receive(&selectors, timeout).await else {
+                return Ok(None);
+            };
+            if let Some(entry) = to_wit(entry) {
+                return Ok(Some(entry));
+            }
+        }
+    }
+
+    fn pending(&mut self) -> wasmtime::Result<u32> {
+        Ok(u32::try_from(self.me.mailbox.len()).unwrap_or(u32::MAX))
+    }
+}

@@ -1,0 +1,50 @@
+//! `spore:process/timer`: sleep, send-after, cancel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::spore::process::timer::{self as wit, Host};
+use crate::process::state::ProcState;
+
+/// Longest timer or sleep, about 49 days (Erlang's limit for timers is similar): keeps
+/// deadline arithmetic far from overflow.
+const MAX_TIMER_MS: u64 = u32::MAX as u64;
+
+impl Host for ProcState {
+    async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))).await;
+        Ok(())
+    }
+
+    fn send_after(&mut self, ms: u64, to: wit::Pid, tag: u64, payload: Vec<u8>) -> wasmtime::Result<u64> {
+        let r = self.node.table.make_ref();
+        let node = Arc::clone(&self.node);
+        let from = self.me.pid;
+        let payload = Bytes::from(payload);
+        let task = self.node.runtime.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))).await;
+            if let Err(e) = node.send(from, to.into(), tag, payload) {
+                tracing::debug!(%from, "timer message not delivered: {e}");
+            }
+        });
+        self.timers.retain(|_, t| !t.is_finished());
+        self.timers.insert(r, task.abort_handle());
+        Ok(r)
+    }
+
+    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.me.started.elapsed().as_millis() as u64)
+    }
+
+    fn cancel(&mut self, timer: u64) -> wasmtime::Result<bool> {
+        Ok(match self.timers.remove(&timer) {
+            Some(t) if !t.is_finished() => {
+                t.abort();
+                true
+            }
+            _ => false,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! The code cache: modules by content ([`ModuleId`] = SHA-256 of the component bytes),
+//! compiled once per node and kept on disk across restarts.
+//!
+//! Only artifacts this node compiled itself are ever deserialized: bytes from elsewhere are
+//! validated and compiled locally (deserializing an artifact is `unsafe` for bytes this
+//! wasmtime did not produce).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Store};
+
+use crate::api::GuestPre;
+use crate::config::{CacheDir, NodeConfig};
+use crate::error::LoadError;
+use crate::node::NodeInner;
+use crate::process::entry::{ProcessEntry, ProcessKind};
+use crate::process::state::{Grants, ProcState};
+
+/// How long a module's `entries` export may run when the module is loaded.
+const ENTRIES_DEADLINE: Duration = Duration::from_secs(2);
+/// Memory the `entries` probe may use.
+const ENTRIES_MEMORY_BYTES: u64 = 16 << 20;
+
+/// A module's identity: the SHA-256 of its component bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct ModuleId(pub [u8; 32]);
+
+impl ModuleId {
+    /// The id of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(digest.as_ref());
+        Self(id)
+    }
+}
+
+impl fmt::Display for ModuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for ModuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The text is not 64 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("a module id is 64 hex digits")]
+pub struct BadModuleId;
+
+impl FromStr for ModuleId {
+    type Err = BadModuleId;
+    fn from_str(s: &str) -> Result<Self, BadModuleId> {
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(BadModuleId);
+        }
+        let mut id = [0u8; 32];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| BadModuleId)?;
+        }
+        Ok(Self(id))
+    }
+}
+
+/// A module ready to instantiate.
+pub struct LoadedModule {
+    /// Its id.
+    pub id: ModuleId,
+    /// The component bytes (kept to ship the module to other nodes).
+    pub bytes: Bytes,
+    /// The entries its `start` accepts.
+    pub entries: Vec<String>,
+    pub(crate) pre: GuestPre<ProcState>,
+}
+
+/// Modules by id, in memory and (optionally) on disk.
+pub(crate) struct CodeCache {
+    modules: Mutex<HashMap<ModuleId, Arc<LoadedModule>>>,
+    dir: Option<PathBuf>,
+    /// Compiles one module at a time: compiling is CPU-bound and uses every core.
+    compiling: tokio::sync::Semaphore,
+    /// Distinguishes artifacts of differently configured engines in the disk cache.
+    engine_key: String,
+    max_bytes: u64,
+}
+
+impl CodeCache {
+    pub fn new(config: &NodeConfig, engine: &Engine) -> Self {
+        let dir = match &config.cache_dir {
+            CacheDir::Disabled => None,
+            CacheDir::Path(p) => Some(p.clone()),
+            CacheDir::User => {
+                directories::ProjectDirs::from("", "", "spore").map(|d| d.cache_dir().join("modules"))
+            }
+        };
+        let engine_key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        Self {
+            modules: Mutex::new(HashMap::new()),
+            dir,
+            compiling: tokio::sync::Semaphore::new(1),
+            engine_key,
+            max_bytes: config.max_module_bytes,
+        }
+    }
+
+    /// The loaded module `id`.
+    pub fn get(&self, id: &ModuleId) -> Option<Arc<LoadedModule>> {
+        self.modules.lock().get(id).cloned()
+    }
+
+    /// Validates, compiles (or reuses the disk cache) and prepares `bytes`.
+    pub async fn load(&self, node: &Arc<NodeInner>, bytes: Bytes) -> Result<Arc<LoadedModule>, LoadError> {
+        check_header(&bytes, self.max_bytes)?;
+        let id = ModuleId::of(&bytes);
+        if let Some(m) = self.get(&id) {
+            return Ok(m);
+        }
+        let component = {
+            let _permit = self.compiling.acquire().await.map_err(|e| LoadError::Invalid(e.to_string()))?;
+            if let Some(m) = self.get(&id) {
+                return Ok(m);
+            }
+            let engine = node.engine.clone();
+            let artifact = self.dir.as_ref().map(|d| d.join(format!("{id}-{}.cwasm", self.engine_key)));
+            let source = bytes.clone();
+            tokio::task::spawn_blocking(move || compile(&engine, &source, artifact.as_deref()))
+                .await
+                .map_err(|e| LoadError::Invalid(format!("compiler task failed: {e}")))??
+        };
+        let instance_pre =
+            node.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let pre = GuestPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let entries = list_entries(node, &pre, id).await?;
+        let module = Arc::new(LoadedModule { id, bytes, entries, pre });
+        self.modules.lock().entry(id).or_insert_with(|| Arc::clone(&module));
+        Ok(module)
+    }
+}
+
+/// Refuses what is not a component before any work is done on it.
+fn check_header(bytes: &[u8], max: u64) -> Result<(), LoadError> {
+    if bytes.len() as u64 > max {
+        return Err(LoadError::TooLarge { size: bytes.len() as u64, limit: max });
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // Bytes 4..8: version and layer; layer 0 is a core module, layer 1 a component.
+    if bytes[6..8] == [0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Compiles `bytes`, going through the on-disk artifact at `artifact` when there is one.
+fn compile(engine: &Engine, bytes: &[u8], artifact: Option<&Path>) -> Result<Component, LoadError> {
+    if let Some(path) = artifact
+        && path.exists()
+    {
+        // SAFETY: the file was written by `precompile_component` of an engine with the same
+        // compatibility hash (it is in the file name); wasmtime checks the header again.
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::warn!(path = %path.display(), "ignoring cached artifact: {e:#}"),
+        }
+    }
+    let Some(path) = artifact else {
+        return Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));
+    };
+    let serialized = engine.precompile_component(bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+    if let Err(e) = write_atomically(path, &serialized) {
+        tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
+    }
+    // SAFETY: `serialized` was just produced by this engine.
+    unsafe { Component::deserialize(engine, &serialized) }.map_err(|e| LoadError::Invalid(format!("{e:#}")))
+}
+
+/// Writes through a temporary file and a rename, so that concurrent nodes sharing the cache
+/// never see half a file.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), fastrand_suffix()));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn fastrand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Instantiates the module once, without WASI grants, to call its `entries` export.
+async fn list_entries(
+    node: &Arc<NodeInner>,
+    pre: &GuestPre<ProcState>,
+    id: ModuleId,
+) -> Result<Vec<String>, LoadError> {
+    let pid = node.table.new_pid();
+    let probe = Arc::new(ProcessEntry::new(pid, pid, ProcessKind::Host, 0));
+    // A throwaway module record: the probe never spawns, so it only needs the pre.
+    let module = Arc::new(LoadedModule { id, bytes: Bytes::new(), entries: Vec::new(), pre: pre.clone() });
+    let state = ProcState::new(Arc::clone(node), probe, module, Grants::default(), ENTRIES_MEMORY_BYTES);
+    let mut store = Store::new(&node.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_async_yield_and_update(1);
+    if node.config.fuel {
+        store.set_fuel(u64::MAX).map_err(|e| LoadError::Entries(format!("{e:#}")))?;
+    }
+    let call = async {
+        let guest = pre.instantiate_async(&mut store).await?;
+        guest.call_entries(&mut store).await
+    };
+    match tokio::time::timeout(ENTRIES_DEADLINE, call).await {
+        Ok(Ok(entries)) => Ok(entries),
+        Ok(Err(e)) => Err(LoadError::Entries(format!("{e:#}"))),
+        Err(_) => Err(LoadError::Entries("`entries` did not return within 2 s".into())),
+    }
+}

@@ -1,0 +1,80 @@
+//! The node's wasmtime [`Engine`]: component model, pooling allocator sized from the
+//! configuration, epoch interruption driven by a ticker thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::config::{MAX_MEMORY_BYTES, NodeConfig};
+use crate::error::StartError;
+
+/// Core instances a component may have: the guest's main module plus the canonical-ABI shims
+/// that wit-component adds.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Tables a component may have (main module plus shim tables).
+const TABLES_PER_COMPONENT: u32 = 4;
+/// Linear memories a component may have: components from other toolchains may carry a
+/// second memory (an adapter's), so allow two.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Elements per table: enough for large guests' function tables.
+const TABLE_ELEMENTS: usize = 100_000;
+
+/// Builds the engine for `config`.
+pub(crate) fn build(config: &NodeConfig) -> Result<Engine, StartError> {
+    let n = config.max_processes.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT / 2))
+        .total_memories(n.saturating_add(n / 8))
+        .total_tables(n.saturating_mul(TABLES_PER_COMPONENT / 2))
+        .total_stacks(n)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .table_elements(TABLE_ELEMENTS)
+        .max_memory_size(MAX_MEMORY_BYTES as usize);
+
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(config.fuel)
+        .memory_init_cow(config.copy_on_write)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(reservation) = config.memory_reservation {
+        cfg.memory_reservation(reservation);
+        cfg.memory_guard_size(64 << 10);
+    }
+    Engine::new(&cfg).map_err(|e| StartError::Engine(format!("{e:#}")))
+}
+
+/// Increments the engine's epoch every tick, so running guests yield to others.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub fn start(engine: Engine, tick: std::time::Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name("spore-epoch".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for EpochTicker {
+    /// Stops and joins the thread, which holds an engine clone (TECH-NOTES pitfall 7).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Group leaders: where the output of a group of processes arrives, and how a caller knows
+//! that every process of the group has ended and all their output has arrived.
+//!
+//! A process spawned by another joins its spawner's group. The spawner's node announces the
+//! new member ([`GroupEvent::Joined`]) before the spawner can end, and each member's node
+//! sends its output and then its end ([`GroupEvent::Ended`]) in order, so the group is
+//! complete exactly when every announced member has ended.
+
+use std::collections::HashSet;
+use std::io::Write;
+
+use crate::process::host::HostProcess;
+use crate::process::{ExitReason, GroupEvent, Incoming, Pid, Stream};
+
+/// A host process acting as group leader, tracking the group's members.
+pub struct GroupLeader {
+    process: HostProcess,
+    live: HashSet<Pid>,
+    /// Members whose end arrived before their announcement (they ran on another node).
+    ended_early: HashSet<Pid>,
+    joined_any: bool,
+}
+
+impl GroupLeader {
+    pub(crate) fn new(process: HostProcess) -> Self {
+        Self { process, live: HashSet::new(), ended_early: HashSet::new(), joined_any: false }
+    }
+
+    /// Its pid: pass it as the group leader of spawns.
+    pub fn pid(&self) -> Pid {
+        self.process.pid()
+    }
+
+    /// The host process behind it (to send or link from it).
+    pub fn process(&self) -> &HostProcess {
+        &self.process
+    }
+
+    /// True once at least one member joined and every member has ended.
+    pub fn is_done(&self) -> bool {
+        self.joined_any && self.live.is_empty()
+    }
+
+    /// The next event of the group, or `None` once the group is done.
+    pub async fn next(&mut self) -> Option<GroupEvent> {
+        loop {
+            if self.is_done() {
+                return None;
+            }
+            let Some(Incoming::Group(event)) = self.process.receive(&[], None).await else {
+                continue;
+            };
+            match &event {
+                GroupEvent::Joined(pid) => {
+                    self.joined_any = true;
+                    if !self.ended_early.remove(pid) {
+                        self.live.insert(*pid);
+                    }
+                }
+                GroupEvent::Ended(pid, _) => {
+                    if !self.live.remove(pid) {
+                        self.ended_early.insert(*pid);
+                    }
+                }
+                GroupEvent::Output { .. } => {}
+            }
+            return Some(event);
+        }
+    }
+
+    /// Prints the group's output to `out` and `err` (whole lines, as Erlang's shell shows
+    /// them) until every member has ended; returns how `first` ended.
+    pub async fn print_until_done(
+        &mut self,
+        first: Pid,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> ExitReason {
+        let mut lines = LineAssembler::default();
+        let mut first_reason = ExitReason::Normal;
+        while let Some(event) = self.next().await {
+            match event {
+                GroupEvent::Output { from, stream, bytes } => {
+                    let sink: &mut dyn Write = if stream == Stream::Stdout { out } else { err };
+                    lines.write(from, stream, &bytes, sink);
+                }
+                GroupEvent::Ended(pid, reason) => {
+                    lines.flush(pid, out, err);
+                    if pid == first {
+                        first_reason = reason;
+                    }
+                }
+                GroupEvent::Joined(_) => {}
+            }
+        }
+        let _ = out.flush();
+        let _ = err.flush();
+        first_reason
+    }
+}
+
+/// Keeps each process's partial last line until its newline arrives, so that lines of
+/// different processes never interleave mid-line.
+#[derive(Default)]
+struct LineAssembler {
+    partial: std::collections::HashMap<(Pid, Stream), Vec<u8>>,
+}
+
+impl LineAssembler {
+    fn write(&mut self, from: Pid, stream: Stream, bytes: &[u8], sink: &mut dyn Write) {
+        let buf = self.partial.entry((from, stream)).or_default();
+        buf.extend_from_slice(bytes);
+        if let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') {
+            let _ = sink.write_all(&buf[..=last_nl]);
+            let _ = sink.flush();
+            buf.drain(..=last_nl);
+        }
+    }
+
+    fn flush(&mut self, pid: Pid, out: &mut dyn Write, err: &mut dyn Write) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            if let Some(rest) = self.partial.remove(&(pid, stream))
+                && !rest.is_empty()
+            {
+                let sink: &mut dyn Write = if stream == Stream::Stdout { out } else { err };
+                let _ = sink.write_all(&rest);
+                let _ = sink.write_all(b"\n");
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! [`ProcessEntry`]: what a node keeps about one live process, shared by every task that
+//! sends to it, links to it or kills it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::mailbox::Mailbox;
+use super::{ExitReason, Pid, Ref};
+
+/// What kind of code a process runs.
+#[derive(Clone, Debug)]
+pub enum ProcessKind {
+    /// A wasm component instance.
+    Guest {
+        /// The module's id (hex SHA-256).
+        module: String,
+        /// The entry it was started with.
+        entry: String,
+    },
+    /// Rust code driving a [`HostProcess`](super::host::HostProcess).
+    Host,
+}
+
+/// The shared state of a live process.
+pub struct ProcessEntry {
+    /// Its pid.
+    pub pid: Pid,
+    /// Where its output goes.
+    pub group_leader: Pid,
+    /// What it runs.
+    pub kind: ProcessKind,
+    /// When it was spawned.
+    pub started: Instant,
+    /// Its mailbox.
+    pub mailbox: Mailbox,
+    /// Whether exit signals become messages.
+    pub trap_exit: AtomicBool,
+    /// Linear memory in bytes, updated by the limiter as the guest grows it.
+    pub memory: AtomicU64,
+    /// Links, monitors and liveness, changed together under one lock.
+    pub(crate) signals: Mutex<Signals>,
+    /// The reason set by a kill; the driver ends the process when `killed` fires.
+    pub(crate) kill_reason: Mutex<Option<ExitReason>>,
+    /// Fires once when the process must end with `kill_reason`.
+    pub(crate) killed: Notify,
+}
+
+/// Links and monitors of one process.
+#[derive(Default)]
+pub(crate) struct Signals {
+    /// False once the process has started to end: no new links or monitors are accepted.
+    pub alive: bool,
+    /// Its registered name.
+    pub name: Option<String>,
+    /// Processes linked to it.
+    pub links: HashSet<Pid>,
+    /// Monitors others hold on it: reference → watcher.
+    pub monitored_by: HashMap<Ref, Pid>,
+    /// Monitors it holds on others: reference → watched.
+    pub monitoring: HashMap<Ref, Pid>,
+    /// Subscribed to nodeup/nodedown.
+    pub monitors_nodes: bool,
+}
+
+impl ProcessEntry {
+    pub(crate) fn new(pid: Pid, group_leader: Pid, kind: ProcessKind, mailbox_limit: usize) -> Self {
+        Self {
+            pid,
+            group_leader,
+            kind,
+            started: Instant::now(),
+            mailbox: Mailbox::new(mailbox_limit),
+            trap_exit: AtomicBool::new(false),
+            memory: AtomicU64::new(0),
+            signals: Mutex::new(Signals { alive: true, ..Signals::default() }),
+            kill_reason: Mutex::new(None),
+            killed: Notify::new(),
+        }
+    }
+
+    /// Asks the process to end with `reason` (the first reason given wins).
+    pub(crate) fn kill(&self, reason: ExitReason) {
+        let mut slot = self.kill_reason.lock();
+        if slot.is_none() {
+            *slot = Some(reason);
+            drop(slot);
+            self.killed.notify_one();
+        }
+    }
+
+    /// Whether this process turns exit signals into messages.
+    pub fn traps_exits(&self) -> bool {
+        self.trap_exit.load(Ordering::Acquire)
+    }
+
+    /// Its registered name.
+    pub fn name(&self) -> Option<String> {
+        self.signals.lock().name.clone()
+    }
+
+    /// The processes linked to it.
+    pub fn links(&self) -> Vec<Pid> {
+        self.signals.lock().links.iter().copied().collect()
+    }
+}

@@ -1,0 +1,81 @@
+//! Processes driven by Rust code: an embedding application or the CLI talks to guests
+//! through a [`HostProcess`], which has a pid and a mailbox like any process.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::entry::ProcessEntry;
+use super::{ExitReason, Incoming, Pid, Ref, Selector};
+use crate::error::SendError;
+use crate::node::NodeInner;
+
+/// A process whose code is the caller's Rust code.
+///
+/// It traps exits: exit signals from linked processes arrive as [`Incoming::Exit`] instead
+/// of ending it. Dropping it ends the process with reason normal.
+pub struct HostProcess {
+    node: Arc<NodeInner>,
+    entry: Arc<ProcessEntry>,
+}
+
+impl HostProcess {
+    pub(crate) fn new(node: Arc<NodeInner>, entry: Arc<ProcessEntry>) -> Self {
+        entry.trap_exit.store(true, Ordering::Release);
+        Self { node, entry }
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> Pid {
+        self.entry.pid
+    }
+
+    /// Sends `payload` with `tag` to `to`.
+    pub fn send(&self, to: Pid, tag: u64, payload: impl Into<Bytes>) -> Result<(), SendError> {
+        self.node.send(self.entry.pid, to, tag, payload.into())
+    }
+
+    /// Sends to the process registered as `name` on this node.
+    pub fn send_named(&self, name: &str, tag: u64, payload: impl Into<Bytes>) -> Result<(), SendError> {
+        self.node.send_named(self.entry.pid, name, None, tag, payload.into())
+    }
+
+    /// Waits for the oldest entry matching `selectors` (anything if empty), at most
+    /// `timeout`.
+    pub async fn receive(&self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
+        self.entry.mailbox.receive(selectors, timeout).await
+    }
+
+    /// Links to `pid`.
+    pub fn link(&self, pid: Pid) {
+        self.node.link(&self.entry, pid);
+    }
+
+    /// Monitors `pid`; a [`Incoming::Down`] with the returned reference arrives when it ends.
+    pub fn monitor(&self, pid: Pid) -> Ref {
+        self.node.monitor(&self.entry, pid)
+    }
+
+    /// Sends an exit signal to `pid`.
+    pub fn exit(&self, pid: Pid, reason: ExitReason) {
+        self.node.exit_signal(self.entry.pid, pid, reason, false);
+    }
+
+    /// Kills `pid` (untrappable).
+    pub fn kill(&self, pid: Pid) {
+        self.node.exit_signal(self.entry.pid, pid, ExitReason::Killed, true);
+    }
+
+    /// Entries waiting in the mailbox.
+    pub fn pending(&self) -> usize {
+        self.entry.mailbox.len()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.node.process_ended(&self.entry, ExitReason::Normal);
+    }
+}

@@ -1,0 +1,91 @@
+//! Running a guest process: a fresh `Store` with the process's limits, instantiation from
+//! the module's `InstancePre`, and the `start` export driven as a tokio task until it
+//! returns, traps, exits or is killed.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use wasmtime::{Store, Trap};
+
+use super::ExitReason;
+use super::entry::ProcessEntry;
+use super::state::{Grants, MemoryLimitExceeded, ProcState};
+use crate::cache::LoadedModule;
+use crate::node::NodeInner;
+
+/// Fuel consumed between yields when fuel metering is on: about a millisecond of compute, so
+/// yielding costs well under 1% (TECH-NOTES pitfall 5).
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+
+/// Everything a new guest process starts with.
+pub(crate) struct Launch {
+    pub module: Arc<LoadedModule>,
+    pub entry: String,
+    pub args: Bytes,
+    pub grants: Grants,
+    pub memory_limit: u64,
+    pub fuel: Option<u64>,
+}
+
+/// A guest asked to end itself with `process.exit`.
+#[derive(Debug, thiserror::Error)]
+#[error("process exited: {0}")]
+pub(crate) struct ExitRequest(pub ExitReason);
+
+/// Runs the process to its end, then releases its slot and tells its links and monitors.
+pub(crate) async fn run(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Launch) {
+    let reason = {
+        let guest = run_guest(Arc::clone(&node), Arc::clone(&me), launch);
+        tokio::select! {
+            biased;
+            () = me.killed.notified() => me.kill_reason.lock().clone().unwrap_or(ExitReason::Killed),
+            reason = guest => reason,
+        }
+    };
+    // The store (and with it the pool slot) is gone once the select above has finished.
+    node.table.guests.fetch_sub(1, Ordering::AcqRel);
+    node.process_ended(&me, reason);
+}
+
+async fn run_guest(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Launch) -> ExitReason {
+    let Launch { module, entry, args, grants, memory_limit, fuel } = launch;
+    let pre = module.pre.clone();
+    let state = ProcState::new(Arc::clone(&node), me, module, grants, memory_limit);
+    let mut store = Store::new(&node.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.epoch_deadline_async_yield_and_update(1);
+    if node.config.fuel {
+        let configured = store
+            .set_fuel(fuel.unwrap_or(u64::MAX))
+            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
+        if let Err(e) = configured {
+            return ExitReason::Limit(format!("cannot set fuel: {e}"));
+        }
+    }
+    let guest = match pre.instantiate_async(&mut store).await {
+        Ok(guest) => guest,
+        Err(e) => return reason_of(&e),
+    };
+    match guest.call_start(&mut store, &entry, &args).await {
+        Ok(()) => ExitReason::Normal,
+        Err(e) => reason_of(&e),
+    }
+}
+
+/// The exit reason an error from instantiating or running a guest stands for.
+pub(crate) fn reason_of(e: &wasmtime::Error) -> ExitReason {
+    if let Some(ExitRequest(reason)) = e.downcast_ref::<ExitRequest>() {
+        return reason.clone();
+    }
+    if let Some(limit) = e.downcast_ref::<MemoryLimitExceeded>() {
+        return ExitReason::Limit(limit.to_string());
+    }
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => ExitReason::Limit("fuel budget exhausted".into()),
+            trap => ExitReason::Trap(trap.to_string()),
+        };
+    }
+    ExitReason::Trap(format!("{e:#}"))
+}
