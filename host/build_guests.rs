@@ -10,7 +10,13 @@ pub const GUEST_TARGET: &str = "wasm32-wasip2";
 
 /// Builds `packages` with the `guest` profile and returns the directory holding their
 /// `.wasm` files.
+#[allow(dead_code)]
 pub fn build_guests(workspace: &Path, packages: &[&str]) -> PathBuf {
+    build_guests_with(workspace, packages, &[])
+}
+
+/// [`build_guests`] with extra `cargo build` arguments (such as `--examples`).
+pub fn build_guests_with(workspace: &Path, packages: &[&str], extra: &[&str]) -> PathBuf {
     ensure_target();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -29,6 +35,7 @@ pub fn build_guests(workspace: &Path, packages: &[&str]) -> PathBuf {
     for p in packages {
         cmd.args(["-p", p]);
     }
+    cmd.args(extra);
     // Settings of the outer build that must not leak into the guest build.
     for var in [
         "RUSTC_WORKSPACE_WRAPPER",

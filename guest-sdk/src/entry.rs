@@ -67,12 +67,19 @@ entry_arity!(A, B, C, D, E, G);
 /// Runs `f` as the process's entry: installs the panic hook, decodes the arguments, and
 /// turns the result into the process's exit.
 #[doc(hidden)]
-pub fn run_entry<Args, F: Entry<Args>>(f: F, args: &[u8]) {
+pub fn run_entry<Args, F: Entry<Args>>(name: &str, f: F, args: &[u8]) {
     install_panic_hook();
-    if let Some(reason) = f.run(args) {
-        crate::process::exit(reason);
+    match f.run(args) {
+        None => {}
+        Some(ExitReason::Error(e)) if e.starts_with(BAD_ARGUMENTS) => crate::process::exit(
+            ExitReason::Error(format!("{BAD_ARGUMENTS} for entry `{name}`{}", &e[BAD_ARGUMENTS.len()..])),
+        ),
+        Some(reason) => crate::process::exit(reason),
     }
 }
+
+/// How argument errors start.
+const BAD_ARGUMENTS: &str = "bad arguments";
 
 /// Ends the process with an `unknown entry` error.
 #[doc(hidden)]

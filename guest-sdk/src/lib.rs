@@ -90,7 +90,7 @@ macro_rules! entries {
 
             fn start(entry: ::std::string::String, args: ::std::vec::Vec<u8>) {
                 match entry.as_str() {
-                    $(stringify!($name) => $crate::__private::run_entry($name, &args),)+
+                    $(stringify!($name) => $crate::__private::run_entry(stringify!($name), $name, &args),)+
                     other => $crate::__private::unknown_entry(other, &[$(stringify!($name)),+]),
                 }
             }

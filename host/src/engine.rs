@@ -21,6 +21,12 @@ const MEMORIES_PER_COMPONENT: u32 = 2;
 /// Elements per table: enough for large guests' function tables.
 const TABLE_ELEMENTS: usize = 100_000;
 
+/// The largest memory limit a process of this node may have: the node-wide maximum, or less
+/// when memories reserve less address space.
+pub(crate) fn max_memory_bytes(config: &NodeConfig) -> u64 {
+    config.memory_reservation.map_or(MAX_MEMORY_BYTES, |r| r.min(MAX_MEMORY_BYTES))
+}
+
 /// Builds the engine for `config`.
 pub(crate) fn build(config: &NodeConfig) -> Result<Engine, StartError> {
     let n = config.max_processes.max(1);
@@ -34,7 +40,7 @@ pub(crate) fn build(config: &NodeConfig) -> Result<Engine, StartError> {
         .max_memories_per_component(MEMORIES_PER_COMPONENT)
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .table_elements(TABLE_ELEMENTS)
-        .max_memory_size(MAX_MEMORY_BYTES as usize);
+        .max_memory_size(max_memory_bytes(config) as usize);
 
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)

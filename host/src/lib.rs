@@ -17,6 +17,7 @@
 //! - [`node`]: [`Node`], the embedding API, and the routing of messages and signals.
 //! - [`process`]: pids, exit reasons, mailboxes, the process table, the guest driver.
 //! - [`api`](crate::api) (private): the WIT bindings and one module per WIT interface.
+//! - [`cbor`]: messages in the guest SDK's encoding, for host code.
 //! - [`cache`]: modules by content hash, compiled once and cached on disk.
 //! - [`group`]: group leaders, where output comes home.
 //! - [`engine`](crate::engine) (private): the wasmtime engine and the epoch ticker.
@@ -25,6 +26,7 @@
 
 mod api;
 pub mod cache;
+pub mod cbor;
 pub mod config;
 pub mod demo;
 mod engine;

@@ -12,7 +12,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use crate::cache::{CodeCache, LoadedModule, ModuleId};
-use crate::config::{MAX_MEMORY_BYTES, NodeConfig};
+use crate::config::NodeConfig;
 use crate::engine::{self, EpochTicker};
 use crate::error::{LoadError, RegisterError, SendError, SpawnError, StartError};
 use crate::group::GroupLeader;
@@ -203,27 +203,7 @@ impl Node {
 
     /// Spawns a process on this node.
     pub fn spawn(&self, request: SpawnRequest) -> Result<Pid, SpawnError> {
-        let module =
-            self.inner.cache.get(&request.module).ok_or_else(|| {
-                SpawnError::InvalidModule(format!("module {} is not loaded", request.module))
-            })?;
-        let leader = request.group_leader;
-        let opts = SpawnOpts {
-            memory_limit: request.memory_limit,
-            mailbox_limit: request.mailbox_limit,
-            fuel: request.fuel,
-            ..SpawnOpts::default()
-        };
-        let (pid, _) = self.inner.spawn_local(
-            module,
-            request.entry,
-            request.args,
-            opts,
-            None,
-            leader,
-            request.grants,
-        )?;
-        Ok(pid)
+        self.inner.spawn_request(request, None, false, false).map(|(pid, _)| pid)
     }
 
     /// A new host process: a pid and a mailbox driven by the caller.
@@ -249,6 +229,16 @@ impl Node {
     /// Kills `pid` (untrappable); its links see `killed`.
     pub fn kill(&self, pid: Pid) {
         self.inner.exit_signal(pid, pid, ExitReason::Killed, true);
+    }
+
+    /// The name of a node id this node has seen.
+    pub fn node_name(&self, node: NodeId) -> Option<String> {
+        self.inner.node_names.get(&node).map(|n| n.value().clone())
+    }
+
+    /// Remembers the name of a node id (pids of that node become printable and reachable).
+    pub fn remember_node(&self, node: NodeId, name: &str) {
+        self.inner.node_names.entry(node).or_insert_with(|| name.to_owned());
     }
 
     /// Live processes of this node.
@@ -322,6 +312,36 @@ impl NodeInner {
         HostProcess::new(Arc::clone(self), entry)
     }
 
+    /// Spawns a host-made request, linked to or monitored by `parent` when asked.
+    pub fn spawn_request(
+        self: &Arc<Self>,
+        request: SpawnRequest,
+        parent: Option<&Arc<ProcessEntry>>,
+        link: bool,
+        monitor: bool,
+    ) -> Result<(Pid, Option<Ref>), SpawnError> {
+        let module = self
+            .cache
+            .get(&request.module)
+            .ok_or_else(|| SpawnError::InvalidModule(format!("module {} is not loaded", request.module)))?;
+        let opts = SpawnOpts {
+            link,
+            monitor,
+            memory_limit: request.memory_limit,
+            mailbox_limit: request.mailbox_limit,
+            fuel: request.fuel,
+        };
+        self.spawn_local(
+            module,
+            request.entry,
+            request.args,
+            opts,
+            parent,
+            request.group_leader,
+            request.grants,
+        )
+    }
+
     /// Spawns a guest process here. `parent` is the spawning process (for link/monitor),
     /// `leader` its group leader (the new process's own pid when none).
     #[allow(clippy::too_many_arguments)]
@@ -335,13 +355,14 @@ impl NodeInner {
         leader: Option<Pid>,
         grants: Grants,
     ) -> Result<(Pid, Option<Ref>), SpawnError> {
-        if !module.entries.iter().any(|e| *e == entry) {
+        if !module.entries.contains(&entry) {
             return Err(SpawnError::UnknownEntry { entry, available: module.entries.join(", ") });
         }
         let memory_limit = opts.memory_limit.unwrap_or(self.config.limits.memory_bytes);
-        if memory_limit > MAX_MEMORY_BYTES {
+        let max_memory = engine::max_memory_bytes(&self.config);
+        if memory_limit > max_memory {
             return Err(SpawnError::Limits(format!(
-                "memory limit of {memory_limit} bytes is over the node's maximum of {MAX_MEMORY_BYTES}"
+                "memory limit of {memory_limit} bytes is over the node's maximum of {max_memory}"
             )));
         }
         if opts.fuel.is_some() && !self.config.fuel {

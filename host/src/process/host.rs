@@ -9,8 +9,9 @@ use bytes::Bytes;
 
 use super::entry::ProcessEntry;
 use super::{ExitReason, Incoming, Pid, Ref, Selector};
-use crate::error::SendError;
+use crate::error::{SendError, SpawnError};
 use crate::node::NodeInner;
+use crate::node::SpawnRequest;
 
 /// A process whose code is the caller's Rust code.
 ///
@@ -46,6 +47,28 @@ impl HostProcess {
     /// `timeout`.
     pub async fn receive(&self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
         self.entry.mailbox.receive(selectors, timeout).await
+    }
+
+    /// Spawns a process linked to this one, atomically (its end arrives as
+    /// [`Incoming::Exit`]).
+    pub fn spawn_link(&self, request: SpawnRequest) -> Result<Pid, SpawnError> {
+        self.spawn_with(request, true, false).map(|(pid, _)| pid)
+    }
+
+    /// Spawns a process monitored by this one, atomically; returns its pid and the monitor's
+    /// reference.
+    pub fn spawn_monitor(&self, request: SpawnRequest) -> Result<(Pid, Ref), SpawnError> {
+        let (pid, monitor) = self.spawn_with(request, false, true)?;
+        Ok((pid, monitor.unwrap_or_default()))
+    }
+
+    fn spawn_with(
+        &self,
+        request: SpawnRequest,
+        link: bool,
+        monitor: bool,
+    ) -> Result<(Pid, Option<Ref>), SpawnError> {
+        self.node.spawn_request(request, Some(&self.entry), link, monitor)
     }
 
     /// Links to `pid`.

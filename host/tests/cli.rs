@@ -1,0 +1,134 @@
+//! The `spore` command line, run as a user would: exit codes and messages for good and bad
+//! input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use spore_host::demo::PING_PONG_WASM;
+
+/// A scratch directory for this test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli").join(test);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Runs `spore` with `args`, its module cache inside `dir`.
+fn spore(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spore"))
+        .args(args)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .output()
+        .expect("run spore")
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write test file");
+    path.display().to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn run_prints_the_tutorial_and_exits_zero() {
+    let dir = scratch("run");
+    let module = write(&dir, "ping_pong.wasm", PING_PONG_WASM);
+    let out = spore(&dir, &["run", &module]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = "Pong received ping\nPing received pong\n".repeat(3) + "Ping finished\nPong finished\n";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}
+
+#[test]
+fn demo_runs_on_embedded_defaults() {
+    let dir = scratch("demo");
+    let out = spore(&dir, &["demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("Ping finished\nPong finished\n"));
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let dir = scratch("missing");
+    let out = spore(&dir, &["run", "/nonexistent/nothing.wasm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read /nonexistent/nothing.wasm"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused() {
+    let dir = scratch("notwasm");
+    let module = write(&dir, "notes.txt", b"hello, this is text\n");
+    let out = spore(&dir, &["run", &module]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a WebAssembly file"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_core_module_is_refused_with_a_hint() {
+    let dir = scratch("core");
+    let module = write(&dir, "core.wasm", b"\0asm\x01\0\0\0");
+    let out = spore(&dir, &["run", &module]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("core WebAssembly module, not a component") && err.contains("wasm32-wasip2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_component_of_another_world_is_refused() {
+    let dir = scratch("world");
+    // The smallest valid component: it exports nothing.
+    let module = write(&dir, "empty.wasm", b"\0asm\x0d\0\x01\0");
+    let out = spore(&dir, &["run", &module]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not target the spore:process/guest world"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_corrupt_component_is_refused() {
+    let dir = scratch("corrupt");
+    let mut bytes = PING_PONG_WASM.to_vec();
+    bytes.truncate(bytes.len() / 2);
+    let module = write(&dir, "half.wasm", &bytes);
+    let out = spore(&dir, &["run", &module]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("invalid component"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unknown_entry_lists_the_ones_there_are() {
+    let dir = scratch("entry");
+    let module = write(&dir, "ping_pong.wasm", PING_PONG_WASM);
+    let out = spore(&dir, &["run", &module, "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("unknown entry `nope`; the module exports: main, start_pong"), "{err}");
+}
+
+#[test]
+fn bad_entry_arguments_end_the_process_with_a_reason() {
+    let dir = scratch("args");
+    let module = write(&dir, "ping_pong.wasm", PING_PONG_WASM);
+    let out = spore(&dir, &["run", &module, "ping", "--", "three", "ping@localhost"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("exited: bad arguments for entry `ping`: `three` is not a u32"), "{err}");
+}
+
+#[test]
+fn help_explains_each_subcommand() {
+    let dir = scratch("help");
+    let out = spore(&dir, &["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("run") && text.contains("demo"), "{text}");
+    let out = spore(&dir, &["run", "--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--allow-clock") && text.contains("ENTRY"), "{text}");
+}

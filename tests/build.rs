@@ -1,0 +1,48 @@
+//! Builds the test guests (tests/guests/examples, and the example crates the tests run) for
+//! wasm32-wasip2 and writes their paths as constants for the harness.
+
+#[path = "../host/build_guests.rs"]
+mod build_guests;
+
+use std::fmt::Write;
+use std::path::Path;
+
+/// Scenario guests in tests/guests/examples.
+const SCENARIOS: &[&str] = &["echo", "crash", "spin", "limits", "names", "relay"];
+/// Example crates the tests run, with the file each builds.
+const EXAMPLES: &[(&str, &str)] = &[("ping-pong", "ping_pong"), ("links", "links")];
+
+fn main() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo");
+    let workspace = Path::new(&manifest_dir).parent().expect("tests/ is inside the workspace");
+    let mut packages = vec!["spore-test-guests"];
+    packages.extend(EXAMPLES.iter().map(|(p, _)| *p));
+    // Examples of a package are built only when asked for.
+    let scenarios_dir = build_guests::build_guests_with(workspace, &packages, &["--examples", "--lib"]);
+    let mut consts = String::new();
+    for name in SCENARIOS {
+        let path = scenarios_dir.join("examples").join(format!("{name}.wasm"));
+        writeln!(
+            consts,
+            "/// The `{name}` test guest.\npub const {}: &str = {:?};",
+            name.to_uppercase(),
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    for (_, file) in EXAMPLES {
+        let path = scenarios_dir.join(format!("{file}.wasm"));
+        writeln!(
+            consts,
+            "/// The `{file}` example.\npub const {}: &str = {:?};",
+            file.to_uppercase(),
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    let out = std::env::var("OUT_DIR").expect("set by cargo");
+    std::fs::write(Path::new(&out).join("guests.rs"), consts).expect("write guests.rs");
+    for dir in ["tests/guests", "examples"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+}

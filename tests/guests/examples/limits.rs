@@ -1,0 +1,33 @@
+//! Limits: message size and receive timeouts, seen from inside a guest.
+
+use std::time::Duration;
+
+use spore_guest::{Pid, SendError, receive_timeout, send, try_send};
+
+/// Tries to send `bytes` bytes to itself and reports the outcome to `parent` as text.
+fn send_big(parent: Pid, bytes: u64) {
+    let payload = serde_bytes_vec(bytes as usize);
+    let outcome = match try_send(Pid::me(), &payload) {
+        Ok(()) => "sent".to_owned(),
+        Err(SendError::TooLarge(limit)) => format!("too large (limit {limit})"),
+        Err(e) => format!("error {e}"),
+    };
+    send(parent, &outcome);
+}
+
+fn serde_bytes_vec(n: usize) -> Vec<u8> {
+    vec![0u8; n]
+}
+
+/// Waits `ms` for a message that never comes, then tells `parent` "timeout".
+fn wait(parent: Pid, ms: u64) {
+    let got: Option<String> = receive_timeout(Duration::from_millis(ms));
+    send(parent, &got.map_or("timeout".to_owned(), |m| format!("message {m}")));
+}
+
+/// Never receives: its mailbox only fills.
+fn deaf() {
+    spore_guest::sleep(Duration::from_secs(3600));
+}
+
+spore_guest::entries!(send_big, wait, deaf);

@@ -1,0 +1,3 @@
+//! Spore's integration tests, one module per area.
+
+mod runtime;

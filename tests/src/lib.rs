@@ -1,0 +1,85 @@
+//! The harness of Spore's integration tests: the test guests' paths, nodes with small
+//! pools, and helpers that wait on events with deadlines (no test sleeps to wait).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ciborium::Value;
+use spore_host::{
+    CacheDir, HostProcess, Incoming, ModuleId, Node, NodeConfig, Pid, Selector, SpawnRequest, cbor,
+};
+
+/// Paths of the guests built by build.rs.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// How long a test waits for an event that should come at once.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A node configuration for tests: a small instance pool (several nodes share one test
+/// process's address space, TECH-NOTES pitfall 7) and a shared compiled-module cache.
+pub fn test_config(name: &str) -> NodeConfig {
+    NodeConfig {
+        name: name.to_owned(),
+        max_processes: 64,
+        cache_dir: CacheDir::Path(cache_dir()),
+        ..NodeConfig::default()
+    }
+}
+
+/// The compiled-module cache shared by the tests of one checkout.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("OUT_DIR"), "/spore-cache"))
+}
+
+/// Starts a node with [`test_config`].
+pub fn node(name: &str) -> Node {
+    Node::start(test_config(name)).expect("start node")
+}
+
+/// Loads a guest file.
+pub async fn load(node: &Node, path: &str) -> anyhow::Result<ModuleId> {
+    node.load_file(path).await.with_context(|| format!("loading {path}"))
+}
+
+/// Spawns `entry` of `module` with CBOR `args` (an array), output to the node's stdout.
+pub fn spawn(node: &Node, module: ModuleId, entry: &str, args: Vec<Value>) -> anyhow::Result<Pid> {
+    let request = SpawnRequest::new(module, entry).args(cbor::to_bytes(&Value::Array(args)));
+    Ok(node.spawn(request)?)
+}
+
+/// Text as a CBOR value.
+pub fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+/// An integer as a CBOR value.
+pub fn int(n: u64) -> Value {
+    Value::Integer(n.into())
+}
+
+/// Waits for the next ordinary message and decodes its payload.
+pub async fn next_message(me: &HostProcess) -> anyhow::Result<(Pid, Value)> {
+    match me.receive(&[], Some(DEADLINE)).await {
+        Some(Incoming::Message(m)) => {
+            let value = cbor::from_bytes(&m.payload).context("payload is not CBOR")?;
+            Ok((m.sender, value))
+        }
+        Some(other) => bail!("expected a message, got {other:?}"),
+        None => bail!("no message within {DEADLINE:?}"),
+    }
+}
+
+/// Waits for the next signal (exit or down).
+pub async fn next_signal(me: &HostProcess) -> anyhow::Result<Incoming> {
+    me.receive(&[Selector::Signals], Some(DEADLINE))
+        .await
+        .with_context(|| format!("no signal within {DEADLINE:?}"))
+}
+
+/// The text inside a CBOR value.
+pub fn as_text(v: &Value) -> anyhow::Result<&str> {
+    v.as_text().with_context(|| format!("expected text, got {v:?}"))
+}
