@@ -23,6 +23,9 @@ wasmtime::component::bindgen!({
     world: "guest",
     imports: {
         "spore:process/mailbox.receive": async | trappable,
+        "spore:process/mailbox.send": async | trappable,
+        "spore:process/mailbox.send-named": async | trappable,
+        "spore:process/node.connect": async | trappable,
         "spore:process/timer.sleep": async | trappable,
         "spore:process/process.spawn": async | trappable,
         default: trappable,

@@ -84,6 +84,8 @@ pub struct NodeConfig {
     pub workers: Option<usize>,
     /// The on-disk cache of compiled modules.
     pub cache_dir: CacheDir,
+    /// Distribution: how the node joins a cluster (`None`: a node on its own).
+    pub dist: Option<crate::dist::DistConfig>,
 }
 
 impl Default for NodeConfig {
@@ -100,6 +102,7 @@ impl Default for NodeConfig {
             fuel: false,
             workers: None,
             cache_dir: CacheDir::User,
+            dist: None,
         }
     }
 }

@@ -120,6 +120,9 @@ pub enum StartError {
     /// The node name is not `name@host`.
     #[error("bad node name `{0}`: expected name@host")]
     BadName(String),
+    /// The node could not listen for other nodes.
+    #[error("cannot listen for other nodes: {0}")]
+    Listen(String),
     /// A runtime or thread could not be created.
     #[error("cannot start runtime: {0}")]
     Runtime(#[from] std::io::Error),

@@ -18,6 +18,10 @@
 //! - [`process`]: pids, exit reasons, mailboxes, the process table, the guest driver.
 //! - [`api`](crate::api) (private): the WIT bindings and one module per WIT interface.
 //! - [`cbor`]: messages in the guest SDK's encoding, for host code.
+//! - [`dist`]: peers, connections on first use, node up and down.
+//! - [`proto`]: the wire vocabulary and codec, without I/O.
+//! - [`transport`]: QUIC and mutual TLS keyed by the cookie (the only user of quinn).
+//! - [`mapper`]: the port mapper (Spore's epmd). [`cookie`]: the cookie file.
 //! - [`cache`]: modules by content hash, compiled once and cached on disk.
 //! - [`group`]: group leaders, where output comes home.
 //! - [`engine`](crate::engine) (private): the wasmtime engine and the epoch ticker.
@@ -28,18 +32,25 @@ mod api;
 pub mod cache;
 pub mod cbor;
 pub mod config;
+pub mod cookie;
 pub mod demo;
+pub mod dist;
 mod engine;
 pub mod error;
 pub mod group;
+pub mod mapper;
 pub mod node;
 pub mod process;
+pub mod proto;
+pub mod transport;
 
 pub use cache::ModuleId;
 pub use config::{CacheDir, Limits, NodeConfig};
+pub use dist::DistConfig;
 pub use error::{LoadError, RegisterError, SendError, SpawnError, StartError};
 pub use group::GroupLeader;
 pub use node::{Node, ProcessInfo, SpawnRequest};
 pub use process::host::HostProcess;
 pub use process::state::{Grants, Preopen};
 pub use process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid, Ref, Selector, Stream};
+pub use transport::ConnectError;

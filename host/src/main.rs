@@ -6,7 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use spore_host::{CacheDir, ExitReason, Grants, Node, NodeConfig, Preopen, SpawnRequest, demo};
+use std::net::IpAddr;
+
+use spore_host::proto::{Query, QueryReply};
+use spore_host::{
+    CacheDir, DistConfig, ExitReason, Grants, Node, NodeConfig, Preopen, SpawnRequest, cookie, demo,
+};
 
 /// Spore runs WebAssembly components as Erlang-style processes: sandboxed, with mailboxes,
 /// links and monitors, on nodes that form a cluster.
@@ -24,6 +29,117 @@ enum Command {
     Run(RunArgs),
     /// Run the built-in demo: the Erlang tutorial's ping-pong.
     Demo(NodeArgs),
+    /// Start a named node that joins a cluster and runs until Ctrl-C.
+    Node(NodeCmd),
+    /// List the cluster as a node sees it (joins as a hidden node).
+    Nodes(NodesCmd),
+}
+
+/// `spore node`.
+#[derive(Args)]
+struct NodeCmd {
+    /// The node's name: `name@host` (short, e.g. `ping@localhost`, or a full host name).
+    #[arg(long, value_name = "NAME@HOST")]
+    name: String,
+    /// Spawn a process as the node starts (MODULE.wasm ENTRY; arguments after `--`).
+    #[arg(long, num_args = 1..=2, value_names = ["MODULE", "ENTRY"])]
+    run: Vec<String>,
+    /// Arguments of the --run entry.
+    #[arg(last = true)]
+    args: Vec<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Connect without joining the mesh or appearing in other nodes' lists (for tools).
+    #[arg(long)]
+    hidden: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+    #[command(flatten)]
+    grants: GrantArgs,
+}
+
+/// `spore nodes`.
+#[derive(Args)]
+struct NodesCmd {
+    /// The node to ask.
+    #[arg(long, value_name = "NAME@HOST")]
+    node: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// How a node finds and authenticates its cluster.
+#[derive(Args)]
+struct ClusterArgs {
+    /// The cookie file (default: $HOME/.spore.cookie, created with a random cookie if
+    /// missing; it must be readable by its owner only).
+    #[arg(long, value_name = "PATH")]
+    cookie_file: Option<PathBuf>,
+    /// The cookie itself (for scripts; visible to other users in the process list).
+    #[arg(long, value_name = "COOKIE", conflicts_with = "cookie_file")]
+    cookie: Option<String>,
+    /// Interface (and optionally port) to listen on, e.g. 127.0.0.1 or 0.0.0.0:9000.
+    #[arg(long, value_name = "IP[:PORT]")]
+    listen: Option<String>,
+    /// Listen on the first free UDP port in this range (Erlang's inet_dist_listen_min/max).
+    #[arg(long, value_name = "MIN-MAX", value_parser = parse_range)]
+    port_range: Option<(u16, u16)>,
+    /// Seconds of silence after which a peer is down (Erlang's net_ticktime).
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    tick: f64,
+    /// TCP port of the port mapper on each host.
+    #[arg(long, value_name = "PORT", default_value_t = spore_host::mapper::DEFAULT_MAPPER_PORT)]
+    mapper_port: u16,
+    /// A peer's address, bypassing the port mapper (NAME@HOST=IP:PORT; repeatable).
+    #[arg(long = "peer", value_name = "NAME@HOST=IP:PORT", value_parser = parse_peer)]
+    peers: Vec<(String, std::net::SocketAddr)>,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("`{s}` is not MIN-MAX"))?;
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| "bad MIN")?, b.parse().map_err(|_| "bad MAX")?);
+    if a > b {
+        return Err(format!("{a} is above {b}"));
+    }
+    Ok((a, b))
+}
+
+fn parse_peer(s: &str) -> Result<(String, std::net::SocketAddr), String> {
+    let (name, addr) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME@HOST=IP:PORT"))?;
+    Ok((name.to_owned(), addr.parse().map_err(|e| format!("bad address `{addr}`: {e}"))?))
+}
+
+impl ClusterArgs {
+    /// The distribution settings of node `name`.
+    fn dist(&self, name: &str, hidden: bool) -> anyhow::Result<DistConfig> {
+        let cookie = match (&self.cookie, &self.cookie_file) {
+            (Some(c), _) => c.clone(),
+            (None, Some(path)) => cookie::load_or_create(path)?,
+            (None, None) => cookie::load_or_create(&cookie::default_path()?)?,
+        };
+        let host = name.split_once('@').map_or("", |(_, h)| h);
+        let loopback = host == "localhost" || host.starts_with("127.");
+        let default_ip = if loopback { IpAddr::from([127, 0, 0, 1]) } else { IpAddr::from([0, 0, 0, 0]) };
+        let mut config = DistConfig::new(cookie);
+        config.listen_ip = default_ip;
+        if let Some(listen) = &self.listen {
+            if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+                config.listen_ip = addr.ip();
+                config.ports = (addr.port(), addr.port());
+            } else {
+                config.listen_ip = listen.parse().with_context(|| format!("bad --listen `{listen}`"))?;
+            }
+        }
+        if let Some(range) = self.port_range {
+            config.ports = range;
+        }
+        anyhow::ensure!(self.tick >= 0.1, "--tick must be at least 0.1 seconds");
+        config.tick = std::time::Duration::from_secs_f64(self.tick);
+        config.hidden = hidden;
+        config.mapper_port = Some(self.mapper_port);
+        config.addresses = self.peers.iter().cloned().collect();
+        Ok(config)
+    }
 }
 
 #[derive(Args)]
@@ -140,6 +256,8 @@ fn main() -> ExitCode {
             Command::Demo(node) => {
                 run(&node, demo::PING_PONG_WASM.to_vec(), "main", &[], Grants::default()).await
             }
+            Command::Node(cmd) => node(cmd).await,
+            Command::Nodes(cmd) => nodes(cmd).await,
         }
     });
     match result {
@@ -176,4 +294,85 @@ async fn run(
             ExitCode::FAILURE
         }
     })
+}
+
+/// Runs a named node until Ctrl-C (or SIGTERM), printing the output of its --run process.
+async fn node(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
+    let mut config = cmd.node.config();
+    config.name = cmd.name.clone();
+    config.dist = Some(cmd.cluster.dist(&cmd.name, cmd.hidden)?);
+    let node = Node::start(config)?;
+    let addr = node.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    eprintln!("spore: node {} listening on {addr} (Ctrl-C to stop)", node.name());
+    let mut group = node.group_leader();
+    if let Some(module) = cmd.run.first() {
+        let entry = cmd.run.get(1).map_or("main", String::as_str);
+        let bytes = std::fs::read(module).with_context(|| format!("cannot read {module}"))?;
+        let id = node.load(bytes).await.context("cannot load the module")?;
+        let mut request =
+            SpawnRequest::new(id, entry).args(demo::text_args(&cmd.args)).group_leader(group.pid());
+        request.grants = cmd.grants.grants();
+        node.spawn(request)?;
+    }
+    let print = async {
+        let mut out = std::io::stdout();
+        let mut err = std::io::stderr();
+        loop {
+            group.print_until_done(group.pid(), &mut out, &mut err).await;
+            // The group may grow again (processes spawned later by others); keep printing.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = print => {}
+        () = shutdown_signal() => {}
+    }
+    eprintln!("spore: node {} shutting down", node.name());
+    drop(group);
+    node.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}
+
+/// A hidden tool node's name, unique on this host.
+fn tool_name(kind: &str, target: &str) -> String {
+    let host = target.split_once('@').map_or("localhost", |(_, h)| h);
+    format!("{kind}-{}@{host}", std::process::id())
+}
+
+/// Prints the cluster as `cmd.node` sees it: that node, then the nodes it is connected to.
+async fn nodes(cmd: NodesCmd) -> anyhow::Result<ExitCode> {
+    let name = tool_name("nodes", &cmd.node);
+    let config = NodeConfig {
+        name: name.clone(),
+        max_processes: 16,
+        dist: Some(cmd.cluster.dist(&name, true)?),
+        ..NodeConfig::default()
+    };
+    let node = Node::start(config)?;
+    let reply = node.query(&cmd.node, Query::Nodes).await;
+    node.shutdown();
+    match reply? {
+        QueryReply::Nodes(names) => {
+            println!("{}", cmd.node);
+            for n in names {
+                println!("{n}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("unexpected answer from {}: {other:?}", cmd.node),
+    }
 }

@@ -1,6 +1,14 @@
 //! [`Node`]: one Spore node. It owns the wasm engine, the linker, the code cache, the
-//! process table and the runtimes; [`NodeInner`] holds what processes share and routes
-//! messages and signals between them.
+//! process table, the distribution layer and the two runtimes; [`NodeInner`] holds what
+//! processes share and routes messages between them.
+//!
+//! # Layout
+//! - [`signals`]: links, monitors, exit signals, the end of a process, nodes going up and
+//!   down.
+//! - [`route`]: frames from peers, delivered to local processes.
+
+mod route;
+mod signals;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,6 +21,7 @@ use wasmtime::component::Linker;
 
 use crate::cache::{CodeCache, LoadedModule, ModuleId};
 use crate::config::NodeConfig;
+use crate::dist::Dist;
 use crate::engine::{self, EpochTicker};
 use crate::error::{LoadError, RegisterError, SendError, SpawnError, StartError};
 use crate::group::GroupLeader;
@@ -22,6 +31,8 @@ use crate::process::spawn::{self, Launch};
 use crate::process::state::{Grants, ProcState};
 use crate::process::table::ProcessTable;
 use crate::process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid, Ref, Stream};
+use crate::proto::{Frame, Query, QueryReply};
+use crate::transport::ConnectError;
 
 /// How to start a process.
 #[derive(Clone, Debug)]
@@ -107,7 +118,42 @@ pub struct ProcessInfo {
 pub struct Node {
     inner: Arc<NodeInner>,
     runtime: Option<Runtime>,
+    net: Option<NetRuntime>,
     _ticker: EpochTicker,
+}
+
+/// The network runtime: one thread running quinn, connection tasks and frame coding, apart
+/// from the guests, so that busy guests never delay a keep-alive (TECH-NOTES pitfall 3).
+struct NetRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NetRuntime {
+    fn start() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("spore-net".into()).spawn(move || {
+            rt.block_on(async {
+                let _ = stopped.await;
+            });
+            rt.shutdown_background();
+        })?;
+        Ok(Self { handle, stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for NetRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What the processes of a node share.
@@ -122,7 +168,10 @@ pub(crate) struct NodeInner {
     pub table: ProcessTable,
     /// Names of the nodes whose ids this node has seen.
     pub node_names: DashMap<NodeId, String>,
+    /// The process runtime.
     pub runtime: tokio::runtime::Handle,
+    /// The distribution layer, when the node has a cookie.
+    pub dist: Option<Dist>,
 }
 
 impl Node {
@@ -151,6 +200,21 @@ impl Node {
         let incarnation = fresh_incarnation();
         let node_names = DashMap::new();
         node_names.insert(id, config.name.clone());
+        let (net, dist) = match &config.dist {
+            None => (None, None),
+            Some(dist_config) => {
+                let net = NetRuntime::start()?;
+                let _guard = net.handle.enter();
+                let dist = Dist::bind(
+                    dist_config.clone(),
+                    &config.name,
+                    net.handle.clone(),
+                    config.max_message_bytes,
+                )
+                .map_err(|e| StartError::Listen(e.to_string()))?;
+                (Some(net), Some(dist))
+            }
+        };
         let inner = Arc::new(NodeInner {
             name: config.name.clone(),
             id,
@@ -161,10 +225,12 @@ impl Node {
             linker,
             node_names,
             runtime: runtime.handle().clone(),
+            dist,
             config,
         });
+        Dist::start(&inner);
         tracing::debug!(node = %inner.name, incarnation, "node started");
-        Ok(Node { inner, runtime: Some(runtime), _ticker: ticker })
+        Ok(Node { inner, runtime: Some(runtime), net, _ticker: ticker })
     }
 
     /// Its name, `name@host`.
@@ -263,7 +329,35 @@ impl Node {
         self.inner.table.len()
     }
 
-    /// Ends every process with reason `shutdown` and stops the runtimes.
+    /// The UDP address the node listens on, when distributed.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.dist.as_ref().map(Dist::local_addr)
+    }
+
+    /// Connects to node `name` (Erlang's `net_kernel:connect_node`) and waits until the link
+    /// is up.
+    pub async fn connect(&self, name: &str) -> Result<(), ConnectError> {
+        let dist = self.inner.dist.as_ref().ok_or(ConnectError::NotDistributed)?;
+        dist.connect(&self.inner, name).await
+    }
+
+    /// Closes the connection to `name` (Erlang's `disconnect_node`); false if there was none.
+    pub fn disconnect(&self, name: &str) -> bool {
+        self.inner.dist.as_ref().is_some_and(|d| d.disconnect(name))
+    }
+
+    /// The visible nodes this node is connected to (Erlang's `nodes()`).
+    pub fn nodes(&self) -> Vec<String> {
+        self.inner.dist.as_ref().map(Dist::nodes).unwrap_or_default()
+    }
+
+    /// Asks node `name` a tool's question (its nodes, its processes).
+    pub async fn query(&self, name: &str, query: Query) -> Result<QueryReply, ConnectError> {
+        let dist = self.inner.dist.as_ref().ok_or(ConnectError::NotDistributed)?;
+        dist.query(&self.inner, name, query).await
+    }
+
+    /// Ends every process with reason `shutdown`, tells the peers, and stops the runtimes.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -272,6 +366,20 @@ impl Node {
         for entry in self.inner.table.all() {
             entry.kill(ExitReason::Shutdown);
         }
+        if let (Some(net), Some(dist)) = (&self.net, &self.inner.dist) {
+            // Tell peers before the runtime goes: they see nodedown with reason shutdown.
+            let (done, wait) = std::sync::mpsc::channel();
+            let inner = Arc::clone(&self.inner);
+            net.handle.spawn(async move {
+                if let Some(d) = &inner.dist {
+                    d.shutdown().await;
+                }
+                let _ = done.send(());
+            });
+            let _ = dist;
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(1));
+        }
+        self.net.take();
         if let Some(rt) = self.runtime.take() {
             // Callable from async code: dropping the runtime's tasks drops the processes'
             // stores, which is all the cleanup an ending node needs.
@@ -405,16 +513,28 @@ impl NodeInner {
         Ok((pid, monitor))
     }
 
-    /// Sends an ordinary message.
-    pub fn send(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) -> Result<(), SendError> {
+    /// Sends an ordinary message, to a local process or over the network. Waits only when
+    /// the connection's send credit is spent (back-pressure).
+    pub async fn send(
+        self: &Arc<Self>,
+        from: Pid,
+        to: Pid,
+        tag: u64,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
         let limit = self.config.max_message_bytes;
         if payload.len() > limit {
             return Err(SendError::TooLarge { size: payload.len(), limit });
         }
         if to.node != self.id {
-            return Err(SendError::Unreachable(self.node_label(to.node)));
+            return self.send_remote(from, to, tag, payload).await;
         }
-        // A pid of a dead process or of an earlier incarnation: dropped, as in Erlang.
+        self.deliver(from, to, tag, payload)
+    }
+
+    /// Puts a message in a local mailbox. A pid of a dead process or of an earlier
+    /// incarnation: dropped, as in Erlang.
+    pub(crate) fn deliver(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) -> Result<(), SendError> {
         let Some(target) = self.table.get(&to) else {
             return Ok(());
         };
@@ -424,9 +544,28 @@ impl NodeInner {
             .map_err(|_| SendError::MailboxFull(to))
     }
 
+    async fn send_remote(
+        self: &Arc<Self>,
+        from: Pid,
+        to: Pid,
+        tag: u64,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        let dist = self.dist.as_ref().ok_or_else(|| SendError::Unreachable(self.node_label(to.node)))?;
+        let peer =
+            dist.peer_by_id(self, to.node).ok_or_else(|| SendError::Unreachable(self.node_label(to.node)))?;
+        if peer.incarnation().is_some_and(|i| i != to.incarnation) {
+            // A pid of the node's previous incarnation.
+            return Ok(());
+        }
+        // A lost connection drops the message, as in Erlang: links and monitors tell.
+        peer.message(Frame::Send { from, to, tag }, payload).await;
+        Ok(())
+    }
+
     /// Sends to `name` on `node` (this node when none).
-    pub fn send_named(
-        &self,
+    pub async fn send_named(
+        self: &Arc<Self>,
         from: Pid,
         name: &str,
         node: Option<&str>,
@@ -436,21 +575,38 @@ impl NodeInner {
         if let Some(node) = node
             && node != self.name
         {
-            return Err(SendError::Unreachable(node.to_owned()));
+            let limit = self.config.max_message_bytes;
+            if payload.len() > limit {
+                return Err(SendError::TooLarge { size: payload.len(), limit });
+            }
+            if !crate::proto::handshake::valid_node_name(node) {
+                return Err(SendError::Unreachable(node.to_owned()));
+            }
+            let dist = self.dist.as_ref().ok_or_else(|| SendError::Unreachable(node.to_owned()))?;
+            let peer = dist.peer(self, node);
+            peer.message(Frame::SendNamed { from, name: name.to_owned(), tag }, payload).await;
+            return Ok(());
         }
         let to = self.table.whereis(name).ok_or_else(|| SendError::NotRegistered(name.to_owned()))?;
-        self.send(from, to, tag, payload)
+        self.send(from, to, tag, payload).await
     }
 
     /// A readable name for a node id.
-    fn node_label(&self, node: NodeId) -> String {
+    pub(crate) fn node_label(&self, node: NodeId) -> String {
         self.node_names.get(&node).map_or_else(|| format!("{node:?}"), |n| n.value().clone())
+    }
+
+    /// Remembers the name of a node id.
+    pub(crate) fn remember_node(&self, node: NodeId, name: &str) {
+        if !self.node_names.contains_key(&node) {
+            self.node_names.insert(node, name.to_owned());
+        }
     }
 
     /// Delivers a group event to the group leader `leader`. A process that leads its own
     /// group (spawned without a leader) writes to the node's own stdout and stderr, as
     /// Erlang's `user` does; events for a leader that is gone are dropped.
-    pub fn group_event(&self, leader: Pid, event: GroupEvent) {
+    pub fn group_event(self: &Arc<Self>, leader: Pid, event: GroupEvent) {
         if let GroupEvent::Output { from, stream, bytes } = &event
             && *from == leader
         {
@@ -461,6 +617,10 @@ impl NodeInner {
             };
             return;
         }
+        if leader.node != self.id {
+            self.group_event_remote(leader, event);
+            return;
+        }
         if let Some(target) = self.table.get(&leader)
             && matches!(target.kind, ProcessKind::Host)
         {
@@ -469,119 +629,22 @@ impl NodeInner {
         }
     }
 
-    /// Links the live process `me` to `other`.
-    pub fn link(&self, me: &ProcessEntry, other: Pid) {
-        if other == me.pid {
-            return;
-        }
-        me.signals.lock().links.insert(other);
-        if let Some(target) = self.table.get(&other) {
-            let mut s = target.signals.lock();
-            if s.alive {
-                s.links.insert(me.pid);
-                return;
+    /// Sends a group event to a leader on another node.
+    fn group_event_remote(self: &Arc<Self>, leader: Pid, event: GroupEvent) {
+        let Some(dist) = &self.dist else { return };
+        let Some(name) = self.node_names.get(&leader.node).map(|n| n.value().clone()) else { return };
+        let peer = dist.peer(self, &name);
+        match event {
+            GroupEvent::Output { from, stream, bytes } => {
+                peer.output(Frame::Output { leader, from, stream }, bytes);
             }
-        }
-        me.signals.lock().links.remove(&other);
-        let reason = if self.table.is_local(&other) { ExitReason::Noproc } else { ExitReason::Noconnection };
-        self.apply_exit_signal(me, other, reason, false);
-    }
-
-    /// Removes the link between `me` and `other`.
-    pub fn unlink(&self, me: &ProcessEntry, other: Pid) {
-        me.signals.lock().links.remove(&other);
-        if let Some(target) = self.table.get(&other) {
-            target.signals.lock().links.remove(&me.pid);
-        }
-    }
-
-    /// `me` monitors `target`; returns the reference of the down notice to come.
-    pub fn monitor(&self, me: &ProcessEntry, target: Pid) -> Ref {
-        let r = self.table.make_ref();
-        if let Some(t) = self.table.get(&target) {
-            let mut s = t.signals.lock();
-            if s.alive {
-                s.monitored_by.insert(r, me.pid);
-                drop(s);
-                me.signals.lock().monitoring.insert(r, target);
-                return r;
+            GroupEvent::Joined(member) => {
+                let member_node = self.node_label(member.node);
+                peer.signal(Frame::GroupJoined { leader, member, member_node });
             }
-        }
-        let reason = if self.table.is_local(&target) { ExitReason::Noproc } else { ExitReason::Noconnection };
-        let _ = me.mailbox.push(Incoming::Down { monitor: r, pid: target, reason });
-        r
-    }
-
-    /// Stops the monitor `r` of `me`.
-    pub fn demonitor(&self, me: &ProcessEntry, r: Ref) {
-        let Some(target) = me.signals.lock().monitoring.remove(&r) else {
-            return;
-        };
-        if let Some(t) = self.table.get(&target) {
-            t.signals.lock().monitored_by.remove(&r);
-        }
-    }
-
-    /// Sends an exit signal from `from` to `to`; `untrappable` for kill.
-    pub fn exit_signal(&self, from: Pid, to: Pid, reason: ExitReason, untrappable: bool) {
-        if let Some(target) = self.table.get(&to) {
-            self.apply_exit_signal(&target, from, reason, untrappable);
-        }
-    }
-
-    /// What an exit signal does to a live local process.
-    fn apply_exit_signal(&self, target: &ProcessEntry, from: Pid, reason: ExitReason, untrappable: bool) {
-        let host = matches!(target.kind, ProcessKind::Host);
-        if untrappable && !host {
-            target.kill(ExitReason::Killed);
-        } else if target.traps_exits() {
-            let _ = target.mailbox.push(Incoming::Exit { from, reason });
-        } else if !reason.is_normal() {
-            target.kill(reason);
-        }
-    }
-
-    /// Everything that follows the end of a process: names, links, monitors, group. Runs
-    /// once per process; later calls do nothing.
-    pub fn process_ended(&self, me: &ProcessEntry, reason: ExitReason) {
-        let (name, links, monitored_by, monitoring) = {
-            let mut s = me.signals.lock();
-            if !s.alive {
-                return;
+            GroupEvent::Ended(member, reason) => {
+                peer.signal(Frame::GroupEnded { leader, member, reason });
             }
-            s.alive = false;
-            (
-                s.name.take(),
-                std::mem::take(&mut s.links),
-                std::mem::take(&mut s.monitored_by),
-                std::mem::take(&mut s.monitoring),
-            )
-        };
-        let pid = me.pid;
-        if let Some(name) = name {
-            self.table.unregister_if(&name, pid);
-        }
-        self.table.remove(&pid);
-        tracing::debug!(%pid, %reason, "process ended");
-        for other in links {
-            if let Some(target) = self.table.get(&other) {
-                target.signals.lock().links.remove(&pid);
-                self.apply_exit_signal(&target, pid, reason.clone(), false);
-            }
-        }
-        for (r, watcher) in monitored_by {
-            if let Some(w) = self.table.get(&watcher) {
-                w.signals.lock().monitoring.remove(&r);
-                let _ = w.mailbox.push(Incoming::Down { monitor: r, pid, reason: reason.clone() });
-            }
-        }
-        for (r, target) in monitoring {
-            if let Some(t) = self.table.get(&target) {
-                t.signals.lock().monitored_by.remove(&r);
-            }
-        }
-        if me.group_leader != pid {
-            self.group_event(me.group_leader, GroupEvent::Ended(pid, reason));
         }
     }
 }

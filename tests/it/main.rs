@@ -1,3 +1,4 @@
 //! Spore's integration tests, one module per area.
 
+mod dist;
 mod runtime;

@@ -49,7 +49,7 @@ async fn ten_thousand_processes_blocked_in_receive_all_answer() -> anyhow::Resul
     }
     ensure!(node.process_count() >= N, "only {} processes alive", node.process_count());
     for (i, pid) in pids.iter().enumerate() {
-        me.send(*pid, 1, cbor::to_bytes(&int(i as u64)))?;
+        me.send(*pid, 1, cbor::to_bytes(&int(i as u64))).await?;
     }
     let mut answered = vec![false; N];
     for _ in 0..N {
@@ -87,7 +87,7 @@ async fn a_spinning_guest_does_not_stop_others_and_can_be_killed() -> anyhow::Re
     let monitors: Vec<_> = spinners.iter().map(|p| me.monitor(*p)).collect();
     let echoer = spawn(&node, echo, "echo", vec![])?;
     for i in 0..20 {
-        me.send(echoer, 0, cbor::to_bytes(&int(i)))?;
+        me.send(echoer, 0, cbor::to_bytes(&int(i))).await?;
         let (from, value) = next_message(&me).await?;
         ensure!(from == echoer && value == int(i));
     }
@@ -170,7 +170,7 @@ async fn a_crash_kills_linked_processes_that_do_not_trap_exits() -> anyhow::Resu
     }
     // The node and other processes keep working.
     let echoer = spawn(&node, echo, "echo", vec![])?;
-    me.send(echoer, 0, cbor::to_bytes(&text("still here")))?;
+    me.send(echoer, 0, cbor::to_bytes(&text("still here"))).await?;
     let (_, value) = next_message(&me).await?;
     ensure!(value == text("still here"));
     Ok(())
@@ -185,9 +185,9 @@ async fn mailbox_bound_is_enforced_with_a_clear_error() -> anyhow::Result<()> {
     request.mailbox_limit = Some(5);
     let deaf = node.spawn(request)?;
     for i in 0..5 {
-        me.send(deaf, 0, cbor::to_bytes(&int(i)))?;
+        me.send(deaf, 0, cbor::to_bytes(&int(i))).await?;
     }
-    let err = me.send(deaf, 0, cbor::to_bytes(&int(5))).unwrap_err();
+    let err = me.send(deaf, 0, cbor::to_bytes(&int(5))).await.unwrap_err();
     assert_eq!(err, SendError::MailboxFull(deaf));
     assert_eq!(err.to_string(), format!("mailbox of {deaf} is full"));
     Ok(())
@@ -200,7 +200,7 @@ async fn message_size_bound_is_enforced_for_hosts_and_guests() -> anyhow::Result
     let node = Node::start(config)?;
     let limits = load(&node, guests::LIMITS).await?;
     let me = node.host_process();
-    let err = me.send(me.pid(), 0, vec![0u8; 2048]).unwrap_err();
+    let err = me.send(me.pid(), 0, vec![0u8; 2048]).await.unwrap_err();
     assert_eq!(err.to_string(), "message of 2048 bytes is over the limit of 1024 bytes");
     spawn(&node, limits, "send_big", vec![node.pid_value(me.pid()), int(4096)])?;
     let (_, outcome) = next_message(&me).await?;
@@ -246,7 +246,7 @@ async fn a_name_vanishes_with_its_process_and_a_taken_name_is_refused() -> anyho
     assert_eq!(err.to_string(), format!("name already registered by {first}"));
     // End the first claimant; its name goes with it.
     let monitor = me.monitor(first);
-    me.send(first, 0, cbor::to_bytes(&text("bye")))?;
+    me.send(first, 0, cbor::to_bytes(&text("bye"))).await?;
     match next_signal(&me).await? {
         Incoming::Down { monitor: m, .. } if m == monitor => {}
         other => anyhow::bail!("unexpected {other:?}"),
@@ -266,7 +266,7 @@ async fn pids_inside_messages_can_be_forwarded_and_used_to_reply() -> anyhow::Re
     let answer = spawn(&node, relay, "answer", vec![])?;
     let relayer = spawn(&node, relay, "relay", vec![])?;
     let msg = Value::Array(vec![node.pid_value(me.pid()), node.pid_value(answer)]);
-    me.send(relayer, 0, cbor::to_bytes(&msg))?;
+    me.send(relayer, 0, cbor::to_bytes(&msg)).await?;
     let (from, reply) = next_message(&me).await?;
     ensure!(from == answer, "reply from {from}, expected {answer}");
     let Value::Array(parts) = reply else { anyhow::bail!("bad reply") };

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ciborium::Value;
 use spore_host::{
-    CacheDir, HostProcess, Incoming, ModuleId, Node, NodeConfig, Pid, Selector, SpawnRequest, cbor,
+    CacheDir, DistConfig, HostProcess, Incoming, ModuleId, Node, NodeConfig, Pid, Selector, SpawnRequest,
+    cbor,
 };
 
 /// Paths of the guests built by build.rs.
@@ -82,4 +83,37 @@ pub async fn next_signal(me: &HostProcess) -> anyhow::Result<Incoming> {
 /// The text inside a CBOR value.
 pub fn as_text(v: &Value) -> anyhow::Result<&str> {
     v.as_text().with_context(|| format!("expected text, got {v:?}"))
+}
+
+/// A free TCP port on loopback (for a test's private port mapper).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// The liveness tick of test clusters: short, so that lost nodes are noticed quickly.
+pub const TICK: Duration = Duration::from_millis(1500);
+
+/// A distributed node for tests: loopback, a private mapper on `mapper_port`, `cookie`.
+pub fn dist_node(name: &str, cookie: &str, mapper_port: u16) -> Node {
+    let mut dist = DistConfig::new(cookie);
+    dist.mapper_port = Some(mapper_port);
+    dist.tick = TICK;
+    let config = NodeConfig { dist: Some(dist), ..test_config(name) };
+    Node::start(config).expect("start distributed node")
+}
+
+/// `n` nodes named `<prefix><i>@localhost` sharing a cookie and a private mapper.
+pub fn cluster(prefix: &str, n: usize) -> Vec<Node> {
+    let mapper = free_port();
+    (0..n).map(|i| dist_node(&format!("{prefix}{i}@localhost"), "test-cookie", mapper)).collect()
+}
+
+/// Waits for a node event about `name` (up or down) at `me`.
+pub async fn next_node_event(me: &HostProcess, deadline: Duration) -> anyhow::Result<(String, bool, String)> {
+    match me.receive(&[Selector::Signals], Some(deadline)).await {
+        Some(Incoming::Node { name, up, reason }) => Ok((name, up, reason)),
+        Some(other) => bail!("expected a node event, got {other:?}"),
+        None => bail!("no node event within {deadline:?}"),
+    }
 }

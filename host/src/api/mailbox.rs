@@ -51,16 +51,16 @@ fn to_wit(entry: Incoming) -> Option<wit::Incoming> {
 }
 
 impl Host for ProcState {
-    fn send(
+    async fn send(
         &mut self,
         to: wit::Pid,
         tag: u64,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wit::SendError>> {
-        Ok(self.node.send(self.me.pid, to.into(), tag, Bytes::from(payload)).map_err(Into::into))
+        Ok(self.node.send(self.me.pid, to.into(), tag, Bytes::from(payload)).await.map_err(Into::into))
     }
 
-    fn send_named(
+    async fn send_named(
         &mut self,
         name: String,
         node: Option<String>,
@@ -68,7 +68,7 @@ impl Host for ProcState {
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wit::SendError>> {
         let sent = self.node.send_named(self.me.pid, &name, node.as_deref(), tag, Bytes::from(payload));
-        Ok(sent.map_err(Into::into))
+        Ok(sent.await.map_err(Into::into))
     }
 
     async fn receive(

@@ -3,6 +3,7 @@
 use super::spore::process::node::Host;
 use crate::process::NodeId;
 use crate::process::state::ProcState;
+use crate::transport::ConnectError;
 
 /// Longest node name accepted from a guest.
 const MAX_NODE_NAME_BYTES: usize = 255;
@@ -25,11 +26,30 @@ impl Host for ProcState {
     }
 
     fn nodes(&mut self) -> wasmtime::Result<Vec<String>> {
-        Ok(Vec::new())
+        Ok(self.node.dist.as_ref().map(|d| d.nodes()).unwrap_or_default())
     }
 
     fn monitor_nodes(&mut self, on: bool) -> wasmtime::Result<()> {
         self.me.signals.lock().monitors_nodes = on;
         Ok(())
+    }
+
+    fn monitor_node(&mut self, name: String, on: bool) -> wasmtime::Result<()> {
+        self.node.monitor_node(&self.me, &name, on);
+        Ok(())
+    }
+
+    async fn connect(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
+        let Some(dist) = &self.node.dist else {
+            return Ok(Err(ConnectError::NotDistributed.to_string()));
+        };
+        if !crate::proto::handshake::valid_node_name(&name) {
+            return Ok(Err(format!("bad node name `{name}`")));
+        }
+        Ok(dist.connect(&self.node, &name).await.map_err(|e| e.to_string()))
+    }
+
+    fn disconnect(&mut self, name: String) -> wasmtime::Result<bool> {
+        Ok(self.node.dist.as_ref().is_some_and(|d| d.disconnect(&name)))
     }
 }

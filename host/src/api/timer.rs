@@ -25,7 +25,7 @@ impl Host for ProcState {
         let payload = Bytes::from(payload);
         let task = self.node.runtime.spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))).await;
-            if let Err(e) = node.send(from, to.into(), tag, payload) {
+            if let Err(e) = node.send(from, to.into(), tag, payload).await {
                 tracing::debug!(%from, "timer message not delivered: {e}");
             }
         });

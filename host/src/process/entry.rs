@@ -62,8 +62,10 @@ pub(crate) struct Signals {
     pub monitored_by: HashMap<Ref, Pid>,
     /// Monitors it holds on others: reference → watched.
     pub monitoring: HashMap<Ref, Pid>,
-    /// Subscribed to nodeup/nodedown.
+    /// Subscribed to nodeup/nodedown of every visible node.
     pub monitors_nodes: bool,
+    /// Nodes it watches with `monitor-node`.
+    pub node_monitors: HashSet<String>,
 }
 
 impl ProcessEntry {

@@ -33,14 +33,31 @@ impl HostProcess {
         self.entry.pid
     }
 
-    /// Sends `payload` with `tag` to `to`.
-    pub fn send(&self, to: Pid, tag: u64, payload: impl Into<Bytes>) -> Result<(), SendError> {
-        self.node.send(self.entry.pid, to, tag, payload.into())
+    /// Sends `payload` with `tag` to `to`, on this node or another. Waits only when the
+    /// connection to `to`'s node has too much queued (back-pressure).
+    pub async fn send(&self, to: Pid, tag: u64, payload: impl Into<Bytes>) -> Result<(), SendError> {
+        self.node.send(self.entry.pid, to, tag, payload.into()).await
     }
 
-    /// Sends to the process registered as `name` on this node.
-    pub fn send_named(&self, name: &str, tag: u64, payload: impl Into<Bytes>) -> Result<(), SendError> {
-        self.node.send_named(self.entry.pid, name, None, tag, payload.into())
+    /// Sends to the process registered as `name` on `node` (this node when `None`).
+    pub async fn send_named(
+        &self,
+        name: &str,
+        node: Option<&str>,
+        tag: u64,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), SendError> {
+        self.node.send_named(self.entry.pid, name, node, tag, payload.into()).await
+    }
+
+    /// Subscribes to nodeup and nodedown events ([`Incoming::Node`]).
+    pub fn monitor_nodes(&self, on: bool) {
+        self.entry.signals.lock().monitors_nodes = on;
+    }
+
+    /// Watches node `name`: a nodedown arrives when its connection goes.
+    pub fn monitor_node(&self, name: &str, on: bool) {
+        self.node.monitor_node(&self.entry, name, on);
     }
 
     /// Waits for the oldest entry matching `selectors` (anything if empty), at most

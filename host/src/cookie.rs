@@ -1,0 +1,133 @@
+//! The cookie: the shared secret of a cluster. Read from a file that only its owner may read
+//! (as Erlang requires of `~/.erlang.cookie`), created with random content when missing.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Characters of a generated cookie: 32 of 62 symbols carry 190 bits of randomness.
+const COOKIE_LEN: usize = 32;
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// A cookie file larger than this is not a cookie file.
+const MAX_COOKIE_BYTES: u64 = 4096;
+
+/// Why the cookie could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieError {
+    /// No path given and no home directory.
+    #[error("no cookie file given and $HOME is not set")]
+    NoHome,
+    /// The file is readable by group or others.
+    #[error(
+        "cookie file {path} is readable by group or others (mode {mode:04o}); \
+         run `chmod 400 {path}` so that only its owner can read it"
+    )]
+    Permissions {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file is empty, too large or not text.
+    #[error("cookie file {0} does not hold a cookie (one line of text, at most 4096 bytes)")]
+    Malformed(String),
+    /// Reading or creating the file failed.
+    #[error("cookie file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The system's random source failed.
+    #[error("cannot generate a cookie: no randomness")]
+    Random,
+}
+
+/// `$HOME/.spore.cookie`.
+pub fn default_path() -> Result<PathBuf, CookieError> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".spore.cookie")).ok_or(CookieError::NoHome)
+}
+
+/// Reads the cookie at `path`, creating the file (mode 0400, random content) if missing.
+pub fn load_or_create(path: &Path) -> Result<String, CookieError> {
+    let io = |source| CookieError::Io { path: path.display().to_string(), source };
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(CookieError::Permissions { path: path.display().to_string(), mode });
+            }
+            if meta.len() == 0 || meta.len() > MAX_COOKIE_BYTES {
+                return Err(CookieError::Malformed(path.display().to_string()));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|_| CookieError::Malformed(path.display().to_string()))?;
+            let cookie = text.trim();
+            if cookie.is_empty() || cookie.contains('\n') {
+                return Err(CookieError::Malformed(path.display().to_string()));
+            }
+            Ok(cookie.to_owned())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cookie = generate()?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .open(path)
+                .map_err(io)?;
+            file.write_all(cookie.as_bytes()).map_err(io)?;
+            Ok(cookie)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// A fresh random cookie.
+pub fn generate() -> Result<String, CookieError> {
+    use ring::rand::SecureRandom;
+    let mut raw = [0u8; COOKIE_LEN];
+    ring::rand::SystemRandom::new().fill(&mut raw).map_err(|_| CookieError::Random)?;
+    // 256 is a multiple of neither 62 nor a power of it; the bias of `% 62` (at most 1/256
+    // per character) leaves well over 128 bits of entropy in 32 characters.
+    Ok(raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("spore-cookie-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("cookie")
+    }
+
+    #[test]
+    fn a_missing_cookie_is_created_owner_read_only() {
+        let path = scratch("create");
+        let cookie = load_or_create(&path).unwrap();
+        assert_eq!(cookie.len(), COOKIE_LEN);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o400);
+        assert_eq!(load_or_create(&path).unwrap(), cookie);
+    }
+
+    #[test]
+    fn a_cookie_readable_by_others_is_refused_with_the_fix() {
+        let path = scratch("open");
+        std::fs::write(&path, "secret").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("mode 0644") && err.contains("chmod 400"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_cookie_is_refused() {
+        let path = scratch("empty");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(matches!(load_or_create(&path), Err(CookieError::Malformed(_))));
+    }
+}

@@ -1,0 +1,547 @@
+//! Distribution: the peers of a node, connections made on first use, frames routed to
+//! local processes, and what a lost connection means for links and monitors.
+//!
+//! One [`Peer`] per remote node name. Its queue outlives connection attempts, so messages
+//! sent while connecting go out once the handshake completes. Ordinary messages take send
+//! credit (bytes) before they are queued, so a fast sender waits instead of growing memory;
+//! signals (links, exits, monitors) never wait, and share the queue so that, per pair of
+//! processes, everything arrives in the order sent.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::mapper::{self, Mapper};
+use crate::node::NodeInner;
+use crate::process::NodeId;
+use crate::proto::{Frame, Hello, PROTOCOL_VERSION, Query, QueryReply};
+use crate::transport::peer::{self, Established, Outgoing};
+use crate::transport::tls::ClusterIdentity;
+use crate::transport::{BindError, ConnectError, Transport, close};
+
+/// Bytes of ordinary messages queued per peer before senders wait.
+pub const SEND_CREDIT_BYTES: usize = 8 << 20;
+/// Credit a message costs beyond its payload (its header and bookkeeping).
+const MESSAGE_OVERHEAD: usize = 64;
+/// How long a starting node waits to be registered with the port mapper.
+const MAPPER_REGISTRATION_WAIT: Duration = Duration::from_secs(2);
+/// How long a tool's query may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a node joins a cluster.
+#[derive(Clone, Debug)]
+pub struct DistConfig {
+    /// The cluster's shared secret.
+    pub cookie: String,
+    /// Interface to listen on.
+    pub listen_ip: IpAddr,
+    /// UDP port range to listen in (Erlang's `inet_dist_listen_min/max`); `(0, 0)` for any.
+    pub ports: (u16, u16),
+    /// Liveness knob, Erlang's `net_ticktime`: a silent peer is down after this long.
+    pub tick: Duration,
+    /// A hidden node (a tool) connects without joining the mesh.
+    pub hidden: bool,
+    /// The port mapper's port; `None` to neither register nor look up through it.
+    pub mapper_port: Option<u16>,
+    /// Addresses of nodes known without the mapper.
+    pub addresses: HashMap<String, SocketAddr>,
+}
+
+impl DistConfig {
+    /// A configuration with `cookie` and defaults: loopback, any port, a 15 s tick, the
+    /// mapper on its default port.
+    pub fn new(cookie: impl Into<String>) -> Self {
+        Self {
+            cookie: cookie.into(),
+            listen_ip: IpAddr::from([127, 0, 0, 1]),
+            ports: (0, 0),
+            tick: Duration::from_secs(15),
+            hidden: false,
+            mapper_port: Some(mapper::DEFAULT_MAPPER_PORT),
+            addresses: HashMap::new(),
+        }
+    }
+}
+
+/// Where a connection to a peer stands.
+enum Link {
+    /// Dialing or waiting to be dialed; frames queue up.
+    Connecting { queue: Option<mpsc::UnboundedReceiver<Outgoing>> },
+    /// Handshake done.
+    Up { incarnation: u32, hidden: bool, conn: quinn::Connection },
+    /// Gone; a new peer replaces it on next use.
+    Down,
+}
+
+/// What a waiter for a connection learns.
+#[derive(Clone, Debug)]
+enum Status {
+    Pending,
+    Up,
+    Failed(ConnectError),
+}
+
+/// One remote node.
+pub(crate) struct Peer {
+    pub name: String,
+    pub id: NodeId,
+    queue: mpsc::UnboundedSender<Outgoing>,
+    credit: Arc<Semaphore>,
+    link: Mutex<Link>,
+    status: watch::Sender<Status>,
+}
+
+impl Peer {
+    fn new(name: &str) -> Arc<Self> {
+        let (queue, rx) = mpsc::unbounded_channel();
+        Arc::new(Self {
+            name: name.to_owned(),
+            id: NodeId::of(name),
+            queue,
+            credit: Arc::new(Semaphore::new(SEND_CREDIT_BYTES)),
+            link: Mutex::new(Link::Connecting { queue: Some(rx) }),
+            status: watch::channel(Status::Pending).0,
+        })
+    }
+
+    /// The peer's incarnation once connected.
+    pub fn incarnation(&self) -> Option<u32> {
+        match &*self.link.lock() {
+            Link::Up { incarnation, .. } => Some(*incarnation),
+            _ => None,
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        matches!(&*self.link.lock(), Link::Up { .. })
+    }
+
+    fn is_visible_up(&self) -> bool {
+        matches!(&*self.link.lock(), Link::Up { hidden: false, .. })
+    }
+
+    /// Queues a signal frame; false if the peer is gone.
+    pub fn signal(&self, frame: Frame) -> bool {
+        self.queue.send(Outgoing::signal(frame)).is_ok()
+    }
+
+    /// Queues process output: never waits (WASI writes are synchronous) and never dropped
+    /// while the peer lives.
+    pub fn output(&self, frame: Frame, bytes: Bytes) -> bool {
+        self.queue.send(Outgoing { frame, payload: bytes, credit: 0 }).is_ok()
+    }
+
+    /// Queues a message, waiting for send credit; false if the peer is gone.
+    pub async fn message(&self, frame: Frame, payload: Bytes) -> bool {
+        let cost = (payload.len() + MESSAGE_OVERHEAD).min(SEND_CREDIT_BYTES) as u32;
+        let permit = match self.credit.try_acquire_many(cost) {
+            Ok(p) => p,
+            Err(_) => match self.credit.acquire_many(cost).await {
+                Ok(p) => p,
+                Err(_) => return false,
+            },
+        };
+        // The writer returns the credit once the frame is written.
+        permit.forget();
+        self.queue.send(Outgoing { frame, payload, credit: cost }).is_ok()
+    }
+}
+
+/// The distribution layer of a node.
+pub(crate) struct Dist {
+    pub config: DistConfig,
+    transport: Transport,
+    peers: Mutex<HashMap<String, Arc<Peer>>>,
+    queries: Mutex<HashMap<u64, oneshot::Sender<QueryReply>>>,
+    net: tokio::runtime::Handle,
+    max_frame: usize,
+    _mapper: Option<Mapper>,
+}
+
+impl Dist {
+    /// Binds the endpoint and registers with the port mapper. Must run inside `net`.
+    pub fn bind(
+        config: DistConfig,
+        name: &str,
+        net: tokio::runtime::Handle,
+        max_message: usize,
+    ) -> Result<Self, BindError> {
+        let identity = ClusterIdentity::from_cookie(config.cookie.as_bytes(), name)?;
+        let transport = Transport::bind(&identity, config.listen_ip, config.ports, config.tick)?;
+        // Hidden nodes (tools) only look names up; they do not register.
+        let mapper = config.mapper_port.filter(|_| !config.hidden).map(|port| {
+            let short = name.split_once('@').map_or(name, |(s, _)| s).to_owned();
+            let (registered, wait) = std::sync::mpsc::channel();
+            let mapper =
+                Mapper::start(config.listen_ip, port, short, transport.local_addr().port(), registered);
+            // Others can find this node once it is registered: wait for that, briefly.
+            if wait.recv_timeout(MAPPER_REGISTRATION_WAIT).is_err() {
+                tracing::warn!("not registered with the port mapper on port {port} yet");
+            }
+            mapper
+        });
+        Ok(Self {
+            config,
+            transport,
+            peers: Mutex::new(HashMap::new()),
+            queries: Mutex::new(HashMap::new()),
+            net,
+            max_frame: max_message + crate::proto::MAX_HEADER_BYTES,
+            _mapper: mapper,
+        })
+    }
+
+    /// The UDP address this node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    /// Starts accepting connections.
+    pub fn start(node: &Arc<NodeInner>) {
+        let Some(dist) = &node.dist else { return };
+        let weak = Arc::downgrade(node);
+        dist.net.spawn(accept_loop(weak));
+    }
+
+    /// The peer `name`, created (and dialed) if there is none.
+    pub fn peer(&self, node: &Arc<NodeInner>, name: &str) -> Arc<Peer> {
+        let mut peers = self.peers.lock();
+        if let Some(p) = peers.get(name) {
+            return Arc::clone(p);
+        }
+        let p = Peer::new(name);
+        peers.insert(name.to_owned(), Arc::clone(&p));
+        drop(peers);
+        node.remember_node(p.id, name);
+        self.net.spawn(dial(Arc::downgrade(node), Arc::clone(&p)));
+        p
+    }
+
+    /// The peer for node id `id`, if its name is known.
+    pub fn peer_by_id(&self, node: &Arc<NodeInner>, id: NodeId) -> Option<Arc<Peer>> {
+        let name = node.node_names.get(&id).map(|n| n.value().clone())?;
+        Some(self.peer(node, &name))
+    }
+
+    /// Connects to `name` (if not connected) and waits until the link is up.
+    pub async fn connect(&self, node: &Arc<NodeInner>, name: &str) -> Result<(), ConnectError> {
+        if name == node.name {
+            return Err(ConnectError::ToSelf);
+        }
+        let peer = self.peer(node, name);
+        let mut status = peer.status.subscribe();
+        let outcome = status.wait_for(|s| !matches!(s, Status::Pending)).await.map(|s| s.clone());
+        match outcome {
+            Ok(Status::Up) => Ok(()),
+            Ok(Status::Failed(e)) => Err(e),
+            Ok(Status::Pending) | Err(_) => Err(ConnectError::NotDistributed),
+        }
+    }
+
+    /// Closes the connection to `name`; false if there was none.
+    pub fn disconnect(&self, name: &str) -> bool {
+        let peer = self.peers.lock().get(name).cloned();
+        let Some(peer) = peer else { return false };
+        let conn = match &*peer.link.lock() {
+            Link::Up { conn, .. } => conn.clone(),
+            _ => return false,
+        };
+        conn.close(close::DISCONNECT, b"disconnect");
+        true
+    }
+
+    /// Visible nodes this node is connected to.
+    pub fn nodes(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            self.peers.lock().values().filter(|p| p.is_visible_up()).map(|p| p.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// Asks node `name` a tool's question.
+    pub async fn query(
+        &self,
+        node: &Arc<NodeInner>,
+        name: &str,
+        query: Query,
+    ) -> Result<QueryReply, ConnectError> {
+        self.connect(node, name).await?;
+        let reference = node.table.make_ref();
+        let (tx, rx) = oneshot::channel();
+        self.queries.lock().insert(reference, tx);
+        let peer = self.peer(node, name);
+        let lost = || ConnectError::Transport { node: name.to_owned(), reason: "connection lost".into() };
+        if !peer.signal(Frame::Query { reference, query }) {
+            self.queries.lock().remove(&reference);
+            return Err(lost());
+        }
+        let reply = tokio::time::timeout(QUERY_TIMEOUT, rx).await;
+        self.queries.lock().remove(&reference);
+        match reply {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(lost()),
+            Err(_) => Err(ConnectError::Transport { node: name.to_owned(), reason: "no answer".into() }),
+        }
+    }
+
+    /// Closes every connection, telling peers this node shuts down.
+    pub async fn shutdown(&self) {
+        self.transport.close(close::SHUTDOWN, b"shutdown").await;
+    }
+
+    fn hello(&self, node: &NodeInner) -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            name: node.name.clone(),
+            incarnation: node.incarnation,
+            hidden: self.config.hidden,
+        }
+    }
+
+    /// The address of `name`: configured, or from the mapper on its host.
+    async fn resolve(&self, name: &str) -> Result<SocketAddr, ConnectError> {
+        if let Some(addr) = self.config.addresses.get(name) {
+            return Ok(*addr);
+        }
+        let Some(port) = self.config.mapper_port else {
+            return Err(ConnectError::Resolve {
+                node: name.to_owned(),
+                reason: "no address and no port mapper".into(),
+            });
+        };
+        mapper::lookup(name, port)
+            .await
+            .map_err(|e| ConnectError::Resolve { node: name.to_owned(), reason: e.to_string() })
+    }
+
+    /// Whether an incoming connection from `hello` may be installed now.
+    fn admit(&self, node: &NodeInner, hello: &Hello) -> Result<(), String> {
+        if hello.name == node.name {
+            return Err("a node cannot connect to itself".into());
+        }
+        let peers = self.peers.lock();
+        let Some(existing) = peers.get(&hello.name) else { return Ok(()) };
+        match &*existing.link.lock() {
+            // A restarted node replaces its previous incarnation.
+            Link::Up { incarnation, .. } if *incarnation != hello.incarnation => Ok(()),
+            Link::Up { .. } => Err(peer::DUPLICATE.into()),
+            // Both dialed at once: the connection dialed by the smaller name wins.
+            Link::Connecting { .. } if node.name < hello.name => Err(peer::DUPLICATE.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Accepts connections until the endpoint closes.
+async fn accept_loop(node: Weak<NodeInner>) {
+    loop {
+        let incoming = {
+            let Some(n) = node.upgrade() else { return };
+            let Some(dist) = &n.dist else { return };
+            // The endpoint outlives this borrow only while the node does.
+            let accept = dist.transport.accept();
+            match accept.await {
+                Some(i) => i,
+                None => return,
+            }
+        };
+        tokio::spawn(accept_one(node.clone(), incoming));
+    }
+}
+
+async fn accept_one(node: Weak<NodeInner>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(%remote, "refused a connection ({e}); a node with a different cookie?");
+            return;
+        }
+    };
+    let Some(n) = node.upgrade() else { return };
+    let Some(dist) = &n.dist else { return };
+    let hello = dist.hello(&n);
+    let established = peer::accept(&conn, hello, dist.max_frame, |h| dist.admit(&n, h)).await;
+    match established {
+        Ok(est) => install(&n, conn, est, None),
+        Err(reason) if reason == peer::DUPLICATE => {}
+        Err(reason) => tracing::warn!(%remote, "refused a peer: {reason}"),
+    }
+}
+
+/// Dials `peer` and installs the connection, or fails the peer.
+async fn dial(node: Weak<NodeInner>, peer: Arc<Peer>) {
+    let Some(n) = node.upgrade() else { return };
+    let Some(dist) = &n.dist else { return };
+    let attempt = async {
+        let addr = dist.resolve(&peer.name).await?;
+        let conn = dist.transport.connect(addr, &peer.name).await?;
+        let est = peer::dial(&conn, dist.hello(&n), &peer.name, dist.max_frame).await?;
+        Ok::<_, ConnectError>((conn, est))
+    };
+    match attempt.await {
+        Ok((conn, est)) => install(&n, conn, est, Some(&peer)),
+        Err(ConnectError::Duplicate { node: name }) => {
+            // The peer's connection to us wins and the accept side installs it; if it never
+            // comes, this attempt failed after all.
+            let mut status = peer.status.subscribe();
+            let up = status.wait_for(|s| matches!(s, Status::Up));
+            if tokio::time::timeout(peer::HANDSHAKE_TIMEOUT, up).await.is_err() {
+                let _ = peer.status.send(Status::Failed(ConnectError::Duplicate { node: name }));
+                lost(&n, &peer, "connect failed", false);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(peer = %peer.name, "connect failed: {e}");
+            let _ = peer.status.send(Status::Failed(e));
+            lost(&n, &peer, "connect failed", false);
+        }
+    }
+}
+
+/// Makes an established connection the peer's link and starts its reader and writer.
+fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dialed: Option<&Arc<Peer>>) {
+    let Some(dist) = &node.dist else { return };
+    let Established { peer: hello, send, reader } = est;
+    let (peer, replaced) = {
+        let mut peers = dist.peers.lock();
+        let current = peers.get(&hello.name).cloned();
+        match (current, dialed) {
+            (Some(c), Some(d)) if Arc::ptr_eq(&c, d) => (c, None),
+            // A stale incarnation or a finished attempt: a fresh peer takes its place.
+            (Some(c), _) if c.is_up() => {
+                let fresh = Peer::new(&hello.name);
+                peers.insert(hello.name.clone(), Arc::clone(&fresh));
+                (fresh, Some(c))
+            }
+            (Some(c), _) => (c, None),
+            (None, _) => {
+                let fresh = Peer::new(&hello.name);
+                peers.insert(hello.name.clone(), Arc::clone(&fresh));
+                (fresh, None)
+            }
+        }
+    };
+    if let Some(old) = replaced {
+        lost(node, &old, "replaced by a new incarnation", true);
+    }
+    let queue = {
+        let mut link = peer.link.lock();
+        let queue = match &mut *link {
+            Link::Connecting { queue } => queue.take(),
+            _ => None,
+        };
+        *link = Link::Up { incarnation: hello.incarnation, hidden: hello.hidden, conn: conn.clone() };
+        queue
+    };
+    let Some(queue) = queue else {
+        conn.close(close::DUPLICATE, peer::DUPLICATE.as_bytes());
+        return;
+    };
+    node.remember_node(peer.id, &peer.name);
+    tracing::debug!(peer = %peer.name, incarnation = hello.incarnation, "node up");
+    dist.net.spawn(peer::run_writer(send, queue, Arc::clone(&peer.credit)));
+    dist.net.spawn(read_loop(Arc::downgrade(node), Arc::clone(&peer), conn, reader));
+    let _ = peer.status.send(Status::Up);
+    if !hello.hidden {
+        node.node_up(&peer.name);
+        if !dist.config.hidden {
+            let names: Vec<String> = dist.nodes().into_iter().filter(|n| *n != peer.name).collect();
+            peer.signal(Frame::Peers { names });
+        }
+    }
+}
+
+/// Reads frames until the connection ends, then tells the node.
+async fn read_loop(
+    node: Weak<NodeInner>,
+    peer: Arc<Peer>,
+    conn: quinn::Connection,
+    mut reader: peer::FrameReader,
+) {
+    let reason = loop {
+        match reader.next().await {
+            Ok(Some((frame, payload))) => {
+                let Some(n) = node.upgrade() else { return };
+                if let Err(violation) = n.handle_frame(&peer, frame, payload) {
+                    tracing::warn!(peer = %peer.name, "closing the connection: {violation}");
+                    conn.close(close::PROTOCOL, violation.as_bytes());
+                    break format!("protocol error: {violation}");
+                }
+            }
+            Ok(None) => break "stream closed".to_owned(),
+            Err(peer::ReadError::Decode(e)) => {
+                tracing::warn!(peer = %peer.name, "closing the connection: {e}");
+                conn.close(close::PROTOCOL, e.to_string().as_bytes());
+                break format!("protocol error: {e}");
+            }
+            Err(peer::ReadError::Truncated) => {
+                tracing::warn!(peer = %peer.name, "closing the connection: stream ended inside a frame");
+                conn.close(close::PROTOCOL, b"stream ended inside a frame");
+                break "protocol error: stream ended inside a frame".to_owned();
+            }
+            Err(peer::ReadError::Stream(e)) => match conn.close_reason() {
+                Some(reason) => break crate::transport::down_reason(&reason),
+                None => {
+                    conn.close(close::PROTOCOL, b"stream failed");
+                    break format!("stream failed: {e}");
+                }
+            },
+        }
+    };
+    if let Some(n) = node.upgrade() {
+        lost(&n, &peer, &reason, true);
+    }
+}
+
+/// Ends a peer: removes it, stops its queue and credit, and (if it was up) tells the node.
+fn lost(node: &Arc<NodeInner>, peer: &Arc<Peer>, reason: &str, was_up: bool) {
+    let Some(dist) = &node.dist else { return };
+    {
+        let mut peers = dist.peers.lock();
+        if peers.get(&peer.name).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+            peers.remove(&peer.name);
+        }
+    }
+    let hidden = {
+        let mut link = peer.link.lock();
+        let hidden = match &*link {
+            Link::Up { hidden, conn, .. } => {
+                conn.close(close::DISCONNECT, b"gone");
+                *hidden
+            }
+            _ => false,
+        };
+        *link = Link::Down;
+        hidden
+    };
+    peer.credit.close();
+    tracing::debug!(peer = %peer.name, reason, "node down");
+    node.node_down(peer.id, &peer.name, reason, was_up && !hidden);
+}
+
+impl Dist {
+    /// Delivers a query reply to its waiter.
+    pub fn answer(&self, reference: u64, reply: QueryReply) {
+        if let Some(tx) = self.queries.lock().remove(&reference) {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Connects to the nodes a peer knows, so that the cluster becomes a mesh.
+    pub fn mesh(&self, node: &Arc<NodeInner>, names: Vec<String>) {
+        if self.config.hidden {
+            return;
+        }
+        for name in names {
+            if name != node.name && crate::proto::handshake::valid_node_name(&name) {
+                self.peer(node, &name);
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Frames from a peer, applied to this node: messages into mailboxes, signals to processes,
+//! tools' queries answered. A frame that breaks the protocol is an error that closes the
+//! connection it came on, and nothing else.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::NodeInner;
+use crate::dist::Peer;
+use crate::process::entry::ProcessKind;
+use crate::process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid};
+use crate::proto::{Frame, ProcessRow, Query, QueryReply};
+
+impl NodeInner {
+    /// Applies one frame from `peer`; `Err` names a protocol violation.
+    pub(crate) fn handle_frame(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        frame: Frame,
+        payload: Bytes,
+    ) -> Result<(), String> {
+        let theirs = |pid: &Pid| -> Result<(), String> {
+            if pid.node == peer.id { Ok(()) } else { Err(format!("pid {pid:?} is not of the sending node")) }
+        };
+        let ours = |pid: &Pid| -> Result<(), String> {
+            if pid.node == self.id { Ok(()) } else { Err(format!("pid {pid:?} is not of this node")) }
+        };
+        match frame {
+            Frame::Hello(_) => return Err("a second hello".into()),
+            Frame::Send { from, to, tag } => {
+                theirs(&from)?;
+                ours(&to)?;
+                self.deliver_remote(from, to, tag, payload);
+            }
+            Frame::SendNamed { from, name, tag } => {
+                theirs(&from)?;
+                match self.table.whereis(&name) {
+                    Some(to) => self.deliver_remote(from, to, tag, payload),
+                    None => tracing::debug!(%from, name, "message to an unregistered name dropped"),
+                }
+            }
+            Frame::Link { from, to } => {
+                theirs(&from)?;
+                ours(&to)?;
+                let linked = self.table.get(&to).is_some_and(|t| {
+                    let mut s = t.signals.lock();
+                    s.alive && s.links.insert(from) | true
+                });
+                if !linked {
+                    peer.signal(Frame::Exit {
+                        from: to,
+                        to: from,
+                        reason: ExitReason::Noproc,
+                        kill: false,
+                        link: true,
+                    });
+                }
+            }
+            Frame::Unlink { from, to } => {
+                theirs(&from)?;
+                ours(&to)?;
+                if let Some(t) = self.table.get(&to) {
+                    t.signals.lock().links.remove(&from);
+                }
+            }
+            Frame::Exit { from, to, reason, kill, link } => {
+                theirs(&from)?;
+                ours(&to)?;
+                if let Some(t) = self.table.get(&to) {
+                    // A link's exit signal counts only while the link exists.
+                    if !link || t.signals.lock().links.remove(&from) {
+                        self.apply_exit_signal(&t, from, reason, kill);
+                    }
+                }
+            }
+            Frame::Monitor { watcher, target, monitor } => {
+                theirs(&watcher)?;
+                ours(&target)?;
+                let watching = self.table.get(&target).is_some_and(|t| {
+                    let mut s = t.signals.lock();
+                    s.alive && s.monitored_by.insert(monitor, watcher).is_none()
+                });
+                if !watching {
+                    peer.signal(Frame::Down { watcher, pid: target, monitor, reason: ExitReason::Noproc });
+                }
+            }
+            Frame::Demonitor { target, monitor } => {
+                ours(&target)?;
+                if let Some(t) = self.table.get(&target) {
+                    t.signals.lock().monitored_by.remove(&monitor);
+                }
+            }
+            Frame::Down { watcher, pid, monitor, reason } => {
+                ours(&watcher)?;
+                theirs(&pid)?;
+                if let Some(w) = self.table.get(&watcher)
+                    && w.signals.lock().monitoring.remove(&monitor).is_some()
+                {
+                    let _ = w.mailbox.push(Incoming::Down { monitor, pid, reason });
+                }
+            }
+            Frame::Peers { names } => {
+                if names.len() > crate::proto::MAX_PEERS_PER_FRAME {
+                    return Err("too many peers in one frame".into());
+                }
+                if let Some(dist) = &self.dist {
+                    dist.mesh(self, names);
+                }
+            }
+            Frame::Query { reference, query } => {
+                let reply = match query {
+                    Query::Nodes => {
+                        QueryReply::Nodes(self.dist.as_ref().map(|d| d.nodes()).unwrap_or_default())
+                    }
+                    Query::Processes => QueryReply::Processes(self.process_rows()),
+                };
+                peer.signal(Frame::QueryReply { reference, reply });
+            }
+            Frame::QueryReply { reference, reply } => {
+                if let Some(dist) = &self.dist {
+                    dist.answer(reference, reply);
+                }
+            }
+            Frame::Output { leader, from, stream } => {
+                ours(&leader)?;
+                theirs(&from)?;
+                self.group_event(leader, GroupEvent::Output { from, stream, bytes: payload });
+            }
+            Frame::GroupJoined { leader, member, member_node } => {
+                ours(&leader)?;
+                if NodeId::of(&member_node) != member.node {
+                    return Err(format!("member {member:?} is not of node {member_node}"));
+                }
+                self.remember_node(member.node, &member_node);
+                self.group_event(leader, GroupEvent::Joined(member));
+            }
+            Frame::GroupEnded { leader, member, reason } => {
+                ours(&leader)?;
+                theirs(&member)?;
+                self.group_event(leader, GroupEvent::Ended(member, reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a message from another node in a local mailbox. There is nobody to tell when
+    /// the mailbox is full: the message is dropped and the drop logged.
+    fn deliver_remote(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) {
+        let Some(target) = self.table.get(&to) else { return };
+        if target.mailbox.push(Incoming::Message(Message { sender: from, tag, payload })).is_err() {
+            tracing::warn!(%from, %to, "mailbox full: message from another node dropped");
+        }
+    }
+
+    /// Live processes, as a tool sees them.
+    pub(crate) fn process_rows(&self) -> Vec<ProcessRow> {
+        self.table
+            .all()
+            .into_iter()
+            .map(|e| ProcessRow {
+                pid: e.pid,
+                name: e.name(),
+                module: match &e.kind {
+                    ProcessKind::Guest { module, entry } => Some((module.clone(), entry.clone())),
+                    ProcessKind::Host => None,
+                },
+                memory: e.memory.load(std::sync::atomic::Ordering::Relaxed),
+                mailbox_len: e.mailbox.len() as u64,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,216 @@
+//! The wire vocabulary between nodes, without I/O: frames, the handshake, the codec.
+//!
+//! A connection carries one bidirectional QUIC stream of frames, opened by the dialer. Each
+//! frame is `u32 length (LE)` + a postcard-encoded [`Frame`] header + the raw payload bytes
+//! of the frames that carry one ([`Frame::Send`], [`Frame::SendNamed`], [`Frame::Output`]),
+//! so payloads are never copied through serde. Both sides send a [`Hello`] first; nothing
+//! else is accepted before it.
+//!
+//! # Layout
+//! - [`codec`]: encoding into a buffer, decoding from one ([`DecodeError`]); incomplete input
+//!   is `Ok(None)`, not an error.
+//! - [`handshake`]: the hello exchange as a state machine.
+
+pub mod codec;
+pub mod handshake;
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+pub use codec::{DecodeError, MAX_HEADER_BYTES, decode, encode};
+pub use handshake::{Handshake, HandshakeError, Role};
+
+use crate::process::{ExitReason, Pid, Ref, Stream};
+
+/// Version of the frame protocol; both hellos must carry the same.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The ALPN protocol name of Spore connections.
+pub const ALPN: &[u8] = b"spore/1";
+
+/// Longest node name a peer may claim, in bytes.
+pub const MAX_NODE_NAME_BYTES: usize = 255;
+
+/// Most node names in one [`Frame::Peers`] (a cluster larger than this is not meshed by
+/// gossip alone).
+pub const MAX_PEERS_PER_FRAME: usize = 4096;
+
+/// The first frame each side sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u16,
+    /// The sender's node name, which its certificate must name.
+    pub name: String,
+    /// The sender's incarnation.
+    pub incarnation: u32,
+    /// A hidden node (a tool) does not join the mesh.
+    pub hidden: bool,
+}
+
+/// What a tool asks a node ([`Frame::Query`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// The nodes it is connected to (hidden ones excluded).
+    Nodes,
+    /// Its processes.
+    Processes,
+}
+
+/// One process, as [`Query::Processes`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRow {
+    /// The pid.
+    pub pid: Pid,
+    /// Registered name.
+    pub name: Option<String>,
+    /// Module id (hex) and entry, or `None` for host processes.
+    pub module: Option<(String, String)>,
+    /// Linear memory in bytes.
+    pub memory: u64,
+    /// Entries waiting in its mailbox.
+    pub mailbox_len: u64,
+}
+
+/// The answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryReply {
+    /// Connected node names.
+    Nodes(Vec<String>),
+    /// Live processes.
+    Processes(Vec<ProcessRow>),
+}
+
+/// A frame header. Pids in frames belong to one of the two nodes of the connection, so
+/// their node ids resolve on both sides.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// The handshake.
+    Hello(Hello),
+    /// An ordinary message to a pid of the receiving node; the payload follows.
+    Send {
+        /// The sender (on the sending node).
+        from: Pid,
+        /// The receiver.
+        to: Pid,
+        /// The message tag.
+        tag: u64,
+    },
+    /// A message to a name registered on the receiving node; the payload follows.
+    SendNamed {
+        /// The sender.
+        from: Pid,
+        /// The registered name.
+        name: String,
+        /// The message tag.
+        tag: u64,
+    },
+    /// `from` links to `to`.
+    Link {
+        /// The linking process (sending node).
+        from: Pid,
+        /// The linked process (receiving node).
+        to: Pid,
+    },
+    /// `from` removes its link to `to`.
+    Unlink {
+        /// The unlinking process.
+        from: Pid,
+        /// The other end.
+        to: Pid,
+    },
+    /// An exit signal.
+    Exit {
+        /// The process that ended or sent it.
+        from: Pid,
+        /// The receiver.
+        to: Pid,
+        /// Why.
+        reason: ExitReason,
+        /// An untrappable kill.
+        kill: bool,
+        /// The signal comes from a link (which the receiver removes).
+        link: bool,
+    },
+    /// `watcher` monitors `target`.
+    Monitor {
+        /// The watcher (sending node).
+        watcher: Pid,
+        /// The watched process (receiving node).
+        target: Pid,
+        /// The monitor's reference (made by the watcher's node).
+        monitor: Ref,
+    },
+    /// Removes a monitor on `target`.
+    Demonitor {
+        /// The watched process (receiving node).
+        target: Pid,
+        /// The monitor's reference.
+        monitor: Ref,
+    },
+    /// A monitored process ended.
+    Down {
+        /// The watcher (receiving node).
+        watcher: Pid,
+        /// The process that ended (sending node).
+        pid: Pid,
+        /// The monitor's reference.
+        monitor: Ref,
+        /// Why it ended.
+        reason: ExitReason,
+    },
+    /// The visible nodes the sender is connected to, so that the cluster becomes a mesh.
+    Peers {
+        /// Their names.
+        names: Vec<String>,
+    },
+    /// A tool's question.
+    Query {
+        /// Echoed in the reply.
+        reference: u64,
+        /// The question.
+        query: Query,
+    },
+    /// The answer to a [`Frame::Query`].
+    QueryReply {
+        /// The question's reference.
+        reference: u64,
+        /// The answer.
+        reply: QueryReply,
+    },
+    /// Output of a process for its group leader on the receiving node; the bytes follow.
+    Output {
+        /// The group leader.
+        leader: Pid,
+        /// The writer.
+        from: Pid,
+        /// Which stream.
+        stream: Stream,
+    },
+    /// A process joined the group of `leader`.
+    GroupJoined {
+        /// The group leader (receiving node).
+        leader: Pid,
+        /// The new member, on any node.
+        member: Pid,
+        /// The member's node name, which the leader's node may not know yet.
+        member_node: String,
+    },
+    /// A member of the group of `leader` ended (after all its output).
+    GroupEnded {
+        /// The group leader (receiving node).
+        leader: Pid,
+        /// The member (sending node).
+        member: Pid,
+        /// Why it ended.
+        reason: ExitReason,
+    },
+}
+
+impl Frame {
+    /// Whether a payload follows this header.
+    pub fn has_payload(&self) -> bool {
+        matches!(self, Frame::Send { .. } | Frame::SendNamed { .. } | Frame::Output { .. })
+    }
+}

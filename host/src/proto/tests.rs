@@ -1,0 +1,140 @@
+//! The protocol without sockets: codec round trips, hostile input, and two handshakes
+//! driven against each other in memory.
+
+use bytes::BytesMut;
+
+use super::*;
+use crate::process::{NodeId, Pid};
+
+fn pid(node: &str, index: u64) -> Pid {
+    Pid { node: NodeId::of(node), incarnation: 7, index }
+}
+
+fn hello(name: &str) -> Hello {
+    Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 1, hidden: false }
+}
+
+const MAX: usize = 1 << 20;
+
+#[test]
+fn frames_round_trip_with_and_without_payload() {
+    let frames = [
+        (Frame::Send { from: pid("a@h", 1), to: pid("b@h", 2), tag: 9 }, vec![1u8; 64]),
+        (Frame::SendNamed { from: pid("a@h", 1), name: "pong".into(), tag: 0 }, b"hi".to_vec()),
+        (Frame::Link { from: pid("a@h", 1), to: pid("b@h", 2) }, vec![]),
+        (
+            Frame::Exit {
+                from: pid("a@h", 1),
+                to: pid("b@h", 2),
+                reason: crate::process::ExitReason::Panic("boom".into()),
+                kill: false,
+                link: true,
+            },
+            vec![],
+        ),
+        (Frame::Hello(hello("a@h")), vec![]),
+    ];
+    let mut buf = BytesMut::new();
+    for (f, p) in &frames {
+        encode(f, p, &mut buf);
+    }
+    for (f, p) in &frames {
+        let (frame, payload) = decode(&mut buf, MAX).unwrap().expect("a whole frame");
+        assert_eq!(&frame, f);
+        assert_eq!(&payload[..], &p[..]);
+    }
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn partial_input_is_incomplete_not_an_error() {
+    let mut whole = BytesMut::new();
+    encode(&Frame::Send { from: pid("a@h", 1), to: pid("b@h", 2), tag: 0 }, &[5; 100], &mut whole);
+    let whole = whole.freeze();
+    for cut in 0..whole.len() {
+        let mut part = BytesMut::from(&whole[..cut]);
+        assert_eq!(decode(&mut part, MAX), Ok(None), "cut at {cut}");
+    }
+}
+
+#[test]
+fn oversized_frames_are_refused_before_buffering() {
+    let mut buf = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
+    assert!(matches!(decode(&mut buf, MAX), Err(DecodeError::TooLarge { .. })));
+}
+
+#[test]
+fn unknown_frame_types_and_trailing_bytes_are_malformed() {
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&3u32.to_le_bytes());
+    buf.extend_from_slice(&[200, 1, 2]);
+    assert!(matches!(decode(&mut buf, MAX), Err(DecodeError::Malformed(_))));
+
+    let mut buf = BytesMut::new();
+    encode(&Frame::Link { from: pid("a@h", 1), to: pid("b@h", 2) }, &[], &mut buf);
+    buf.extend_from_slice(&[0, 0]);
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) + 2;
+    buf[..4].copy_from_slice(&len.to_le_bytes());
+    assert_eq!(decode(&mut buf, MAX), Err(DecodeError::Trailing(2)));
+}
+
+#[test]
+fn handshake_completes_between_two_peers() {
+    let mut dialer = Handshake::new(Role::Dialer, hello("a@h"));
+    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    assert_eq!(acceptor.poll_transmit(), None, "the acceptor waits for the dialer");
+    let first = dialer.poll_transmit().expect("the dialer speaks first");
+    acceptor.handle_frame(first, |h| if h.name == "a@h" { Ok(()) } else { Err("wrong".into()) }).unwrap();
+    let answer = acceptor.poll_transmit().expect("the acceptor answers");
+    assert_eq!(acceptor.peer().map(|h| h.name.as_str()), Some("a@h"));
+    assert!(dialer.peer().is_none(), "not up before the peer's hello");
+    dialer.handle_frame(answer, |_| Ok(())).unwrap();
+    assert_eq!(dialer.peer().map(|h| h.name.as_str()), Some("b@h"));
+    assert_eq!(dialer.poll_transmit(), None);
+}
+
+#[test]
+fn handshake_refuses_bad_peers() {
+    let frame_first = Frame::Link { from: pid("a@h", 1), to: pid("b@h", 2) };
+    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    assert_eq!(acceptor.handle_frame(frame_first, |_| Ok(())), Err(HandshakeError::NotHello));
+    assert_eq!(acceptor.handle_frame(Frame::Hello(hello("a@h")), |_| Ok(())), Err(HandshakeError::Over));
+
+    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    let old = Hello { version: 0, ..hello("a@h") };
+    assert!(matches!(
+        acceptor.handle_frame(Frame::Hello(old), |_| Ok(())),
+        Err(HandshakeError::Version { .. })
+    ));
+
+    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    let bad = Frame::Hello(hello("no-at-sign"));
+    assert!(matches!(acceptor.handle_frame(bad, |_| Ok(())), Err(HandshakeError::BadName(_))));
+
+    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    let refused = acceptor.handle_frame(Frame::Hello(hello("a@h")), |_| Err("certificate names c@h".into()));
+    assert_eq!(refused, Err(HandshakeError::Refused("certificate names c@h".into())));
+    assert!(acceptor.peer().is_none());
+}
+
+#[test]
+fn the_decoder_never_panics_on_random_input() {
+    // A small deterministic fuzz loop (xorshift): arbitrary bytes, any split.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let len = (next() % 64) as usize;
+        let mut buf = BytesMut::new();
+        let body_len = (next() % 48) as u32;
+        buf.extend_from_slice(&body_len.to_le_bytes());
+        for _ in 0..len {
+            buf.extend_from_slice(&[next() as u8]);
+        }
+        while let Ok(Some(_)) = decode(&mut buf, 4096) {}
+    }
+}

@@ -1,0 +1,232 @@
+//! QUIC between nodes: one quinn endpoint per node that both dials and accepts, mutual TLS
+//! from [`tls`], and the byte-moving tasks of a connection in [`peer`]. The only module that
+//! knows quinn and rustls.
+//!
+//! # Layout
+//! - [`tls`]: the cookie-derived cluster CA and rustls configurations.
+//! - [`peer`]: the handshake driver, the frame reader and the batching writer.
+
+pub mod peer;
+pub mod tls;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{ConnectionError, Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
+
+use tls::{ClusterIdentity, TlsError};
+
+/// Application close codes: why a connection was closed on purpose.
+pub mod close {
+    use quinn::VarInt;
+    /// The node is shutting down.
+    pub const SHUTDOWN: VarInt = VarInt::from_u32(0);
+    /// `disconnect_node` was called.
+    pub const DISCONNECT: VarInt = VarInt::from_u32(1);
+    /// The peer broke the protocol (bad frame, bad hello).
+    pub const PROTOCOL: VarInt = VarInt::from_u32(2);
+    /// Another connection between the same two nodes won.
+    pub const DUPLICATE: VarInt = VarInt::from_u32(3);
+    /// The peer was refused (wrong name for its certificate, bad version).
+    pub const REFUSED: VarInt = VarInt::from_u32(4);
+}
+
+/// Why a connection to a node could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The node's address could not be found.
+    #[error("cannot find node {node}: {reason}")]
+    Resolve {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// TLS refused the peer or the peer refused us: almost always a different cookie.
+    #[error("{node} refused the connection ({reason}): the nodes probably do not share the same cookie")]
+    Cookie {
+        /// The node.
+        node: String,
+        /// What TLS said.
+        reason: String,
+    },
+    /// The handshake failed for another reason.
+    #[error("handshake with {node} failed: {reason}")]
+    Handshake {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// The transport failed (timeout, unreachable).
+    #[error("cannot connect to {node}: {reason}")]
+    Transport {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+    /// The peer is connecting to us at the same moment and its connection is kept instead.
+    #[error("{node} is connecting to this node at the same time; its connection is kept")]
+    Duplicate {
+        /// The node.
+        node: String,
+    },
+    /// A node cannot connect to itself.
+    #[error("a node cannot connect to itself")]
+    ToSelf,
+    /// Distribution is not running on this node.
+    #[error("this node is not distributed (start it with a name and a cookie)")]
+    NotDistributed,
+}
+
+/// Why the endpoint could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// No port of the range was free.
+    #[error("cannot listen on {ip} in ports {min}-{max}: {reason}")]
+    NoPort {
+        /// The interface.
+        ip: IpAddr,
+        /// Range start.
+        min: u16,
+        /// Range end.
+        max: u16,
+        /// The last error.
+        reason: String,
+    },
+    /// TLS configuration failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// quinn refused the configuration or socket.
+    #[error("cannot open the QUIC endpoint: {0}")]
+    Endpoint(String),
+}
+
+/// A node's QUIC endpoint.
+pub struct Transport {
+    endpoint: Endpoint,
+    client: quinn::ClientConfig,
+}
+
+impl Transport {
+    /// Opens the endpoint on the first free port of `ports` on `ip`. Must run inside the
+    /// network runtime.
+    pub fn bind(
+        identity: &ClusterIdentity,
+        ip: IpAddr,
+        ports: (u16, u16),
+        tick: Duration,
+    ) -> Result<Self, BindError> {
+        let transport = Arc::new(transport_config(tick));
+        let server_crypto = QuicServerConfig::try_from(identity.server_config()?)
+            .map_err(|e| BindError::Endpoint(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(Arc::clone(&transport));
+        let client_crypto = QuicClientConfig::try_from(identity.client_config()?)
+            .map_err(|e| BindError::Endpoint(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client.transport_config(transport);
+        let socket = bind_in_range(ip, ports)?;
+        let runtime =
+            quinn::default_runtime().ok_or_else(|| BindError::Endpoint("no async runtime".into()))?;
+        let endpoint = Endpoint::new(EndpointConfig::default(), Some(server), socket, runtime)
+            .map_err(|e| BindError::Endpoint(e.to_string()))?;
+        Ok(Self { endpoint, client })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Dials node `node` at `addr`; its certificate must name it.
+    pub async fn connect(&self, addr: SocketAddr, node: &str) -> Result<quinn::Connection, ConnectError> {
+        let connecting = self
+            .endpoint
+            .connect_with(self.client.clone(), addr, &tls::cert_name(node))
+            .map_err(|e| ConnectError::Transport { node: node.to_owned(), reason: e.to_string() })?;
+        connecting.await.map_err(|e| connect_error(node, &e))
+    }
+
+    /// The next incoming connection attempt.
+    pub async fn accept(&self) -> Option<quinn::Incoming> {
+        self.endpoint.accept().await
+    }
+
+    /// Closes every connection with `code` and waits (bounded) until peers were told.
+    pub async fn close(&self, code: VarInt, reason: &[u8]) {
+        self.endpoint.close(code, reason);
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Liveness from one knob, like Erlang's `net_ticktime`: keep-alives every quarter tick,
+/// and a silent peer is down after a tick.
+fn transport_config(tick: Duration) -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.keep_alive_interval(Some(tick / 4));
+    t.max_idle_timeout(IdleTimeout::try_from(tick).ok());
+    // Room for bursts of small messages and for 64 KiB ones without stalling on credit.
+    t.stream_receive_window(VarInt::from_u32(8 << 20));
+    t.receive_window(VarInt::from_u32(16 << 20));
+    t.send_window(16 << 20);
+    t
+}
+
+fn bind_in_range(ip: IpAddr, (min, max): (u16, u16)) -> Result<UdpSocket, BindError> {
+    let mut last = String::from("empty range");
+    for port in min..=max {
+        match UdpSocket::bind(SocketAddr::new(ip, port)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e.to_string(),
+        }
+        if port == u16::MAX {
+            break;
+        }
+    }
+    Err(BindError::NoPort { ip, min, max, reason: last })
+}
+
+/// Whether a QUIC error code is a TLS alert (the crypto range 0x100-0x1ff).
+fn is_crypto(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
+/// Classifies a failed dial: a TLS failure means a wrong cookie in practice.
+pub(crate) fn connect_error(node: &str, e: &ConnectionError) -> ConnectError {
+    let node = node.to_owned();
+    match e {
+        ConnectionError::TransportError(t) if is_crypto(t.code) => {
+            ConnectError::Cookie { node, reason: t.reason.clone() }
+        }
+        ConnectionError::ConnectionClosed(c) if is_crypto(c.error_code) => ConnectError::Cookie {
+            node,
+            reason: format!("TLS alert: {}", String::from_utf8_lossy(&c.reason)),
+        },
+        ConnectionError::ApplicationClosed(c) if c.error_code == close::DUPLICATE => {
+            ConnectError::Duplicate { node }
+        }
+        ConnectionError::ApplicationClosed(c) => ConnectError::Handshake {
+            node,
+            reason: format!("closed by peer: {}", String::from_utf8_lossy(&c.reason)),
+        },
+        other => ConnectError::Transport { node, reason: other.to_string() },
+    }
+}
+
+/// Why a live connection ended, as a nodedown reason.
+pub(crate) fn down_reason(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ApplicationClosed(c) => match c.error_code {
+            close::SHUTDOWN => "shutdown".to_owned(),
+            close::DISCONNECT => "disconnect".to_owned(),
+            _ => format!("closed by peer: {}", String::from_utf8_lossy(&c.reason)),
+        },
+        ConnectionError::TimedOut => "connection timed out".to_owned(),
+        ConnectionError::LocallyClosed => "closed".to_owned(),
+        other => format!("connection lost: {other}"),
+    }
+}

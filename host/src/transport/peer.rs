@@ -1,0 +1,212 @@
+//! The tasks of one connection: the handshake, the reader that decodes frames, and the
+//! writer that batches queued frames into few large writes.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use quinn::{Connection, RecvStream, SendStream};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+
+use super::{ConnectError, close};
+use crate::proto::{self, DecodeError, Frame, Handshake, Hello, Role};
+
+/// How long a peer has to complete the handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes gathered into one write: batching small frames is worth 5-7x in messages per
+/// second (TECH-NOTES, Transport).
+const WRITE_BATCH_BYTES: usize = 64 << 10;
+
+/// What an acceptor's check says to refuse a second connection between the same nodes.
+pub const DUPLICATE: &str = "duplicate connection";
+
+/// A frame waiting for the writer, with its payload (empty for most frames).
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The header.
+    pub frame: Frame,
+    /// The bytes that follow it.
+    pub payload: Bytes,
+    /// Send credit it holds, returned once it is written (0 for signals, which never wait).
+    pub credit: u32,
+}
+
+impl Outgoing {
+    /// A frame without payload that holds no credit.
+    pub fn signal(frame: Frame) -> Self {
+        Self { frame, payload: Bytes::new(), credit: 0 }
+    }
+}
+
+/// Why reading from a peer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The peer sent something that is not a frame.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The stream ended in the middle of a frame.
+    #[error("stream ended inside a frame")]
+    Truncated,
+    /// The stream or connection failed.
+    #[error("stream: {0}")]
+    Stream(String),
+}
+
+/// Decodes frames from the receiving half of a stream.
+pub struct FrameReader {
+    recv: RecvStream,
+    buf: BytesMut,
+    max_frame: usize,
+}
+
+impl FrameReader {
+    /// Reads frames of at most `max_frame` bytes from `recv`.
+    pub fn new(recv: RecvStream, max_frame: usize) -> Self {
+        Self { recv, buf: BytesMut::with_capacity(64 << 10), max_frame }
+    }
+
+    /// The next frame; `None` at the end of the stream.
+    pub async fn next(&mut self) -> Result<Option<(Frame, Bytes)>, ReadError> {
+        loop {
+            if let Some(frame) = proto::decode(&mut self.buf, self.max_frame)? {
+                return Ok(Some(frame));
+            }
+            match self.recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(None) => return Err(ReadError::Truncated),
+                Err(e) => return Err(ReadError::Stream(e.to_string())),
+            }
+        }
+    }
+}
+
+/// Writes queued frames, gathering whatever is queued into one write, until the queue
+/// closes or the stream fails; returns each written frame's credit to `credit`.
+pub async fn run_writer(
+    mut send: SendStream,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    credit: Arc<Semaphore>,
+) {
+    let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
+    while let Some(first) = queue.recv().await {
+        let mut held = first.credit as usize;
+        proto::encode(&first.frame, &first.payload, &mut buf);
+        while buf.len() < WRITE_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(next) => {
+                    held += next.credit as usize;
+                    proto::encode(&next.frame, &next.payload, &mut buf);
+                }
+                Err(_) => break,
+            }
+        }
+        let written = send.write_chunk(buf.split().freeze()).await;
+        credit.add_permits(held);
+        if let Err(e) = written {
+            tracing::debug!("writer stopped: {e}");
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// Encodes one frame on its own (handshake frames, before the writer runs).
+async fn write_frame(send: &mut SendStream, frame: &Frame) -> Result<(), String> {
+    let mut buf = BytesMut::new();
+    proto::encode(frame, &[], &mut buf);
+    send.write_all(&buf).await.map_err(|e| e.to_string())
+}
+
+/// A connection whose handshake completed: the peer's hello and the stream halves.
+pub struct Established {
+    /// The peer's hello.
+    pub peer: Hello,
+    /// Frames to the peer.
+    pub send: SendStream,
+    /// Frames from the peer.
+    pub reader: FrameReader,
+}
+
+/// Runs the dialer's side of the handshake on a fresh connection to `node`.
+pub async fn dial(
+    conn: &Connection,
+    ours: Hello,
+    node: &str,
+    max_frame: usize,
+) -> Result<Established, ConnectError> {
+    let fail = |reason: String| ConnectError::Handshake { node: node.to_owned(), reason };
+    let run = async {
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| super::connect_error(node, &e))?;
+        let mut reader = FrameReader::new(recv, max_frame);
+        let mut hs = Handshake::new(Role::Dialer, ours);
+        while let Some(frame) = hs.poll_transmit() {
+            write_frame(&mut send, &frame).await.map_err(fail)?;
+        }
+        let (frame, _) = match reader.next().await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err(fail("the peer closed the stream".into())),
+            Err(ReadError::Stream(_)) => {
+                let reason = conn.closed().await;
+                return Err(super::connect_error(node, &reason));
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let expected = node.to_owned();
+        hs.handle_frame(frame, |h| {
+            if h.name == expected {
+                Ok(())
+            } else {
+                Err(format!("dialed {expected}, but it says it is {}", h.name))
+            }
+        })
+        .map_err(|e| fail(e.to_string()))?;
+        let peer = hs.peer().cloned().ok_or_else(|| fail("handshake incomplete".into()))?;
+        Ok(Established { peer, send, reader })
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
+        Ok(r) => r,
+        Err(_) => Err(fail("timed out".into())),
+    }
+}
+
+/// Runs the acceptor's side: the dialer's hello must name the node its certificate names,
+/// and `check` may refuse it (duplicates).
+pub async fn accept(
+    conn: &Connection,
+    ours: Hello,
+    max_frame: usize,
+    check: impl FnOnce(&Hello) -> Result<(), String>,
+) -> Result<Established, String> {
+    let run = async {
+        let (mut send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let mut reader = FrameReader::new(recv, max_frame);
+        let mut hs = Handshake::new(Role::Acceptor, ours);
+        let (frame, _) = reader.next().await.map_err(|e| e.to_string())?.ok_or("no hello")?;
+        let certs = conn
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+            .ok_or("the peer presented no certificate")?;
+        let cert = certs.first().ok_or("the peer presented no certificate")?.clone();
+        hs.handle_frame(frame, |h| {
+            super::tls::cert_names(&cert, &h.name)?;
+            check(h)
+        })
+        .map_err(|e| e.to_string())?;
+        while let Some(frame) = hs.poll_transmit() {
+            write_frame(&mut send, &frame).await?;
+        }
+        let peer = hs.peer().cloned().ok_or("handshake incomplete")?;
+        Ok::<_, String>(Established { peer, send, reader })
+    };
+    let result = match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
+        Ok(r) => r,
+        Err(_) => Err("handshake timed out".to_owned()),
+    };
+    if let Err(reason) = &result {
+        let code = if reason == DUPLICATE { close::DUPLICATE } else { close::REFUSED };
+        conn.close(code, reason.as_bytes());
+    }
+    result
+}

@@ -1,0 +1,265 @@
+//! Several nodes in one test process: connections, cookies, remote messages, links and
+//! monitors across nodes, flow and order, and hostile peers.
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use ciborium::Value;
+use spore_host::proto::{Frame, Hello, PROTOCOL_VERSION};
+use spore_host::transport::tls::ClusterIdentity;
+use spore_host::transport::{ConnectError, Transport, peer};
+use spore_host::{ExitReason, Incoming, Selector, SpawnRequest, cbor};
+use spore_tests::{
+    DEADLINE, TICK, cluster, dist_node, free_port, guests, int, load, next_message, next_node_event,
+    next_signal, spawn, text,
+};
+
+#[tokio::test]
+async fn nodes_connect_and_list_each_other() -> anyhow::Result<()> {
+    let nodes = cluster("list", 2);
+    let watcher = nodes[1].host_process();
+    watcher.monitor_nodes(true);
+    nodes[0].connect(nodes[1].name()).await?;
+    assert_eq!(nodes[0].nodes(), vec![nodes[1].name().to_owned()]);
+    let (name, up, _) = next_node_event(&watcher, DEADLINE).await?;
+    assert_eq!((name.as_str(), up), (nodes[0].name(), true));
+    assert_eq!(nodes[1].nodes(), vec![nodes[0].name().to_owned()]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_cookie_is_refused_both_ways_and_named() -> anyhow::Result<()> {
+    let mapper = free_port();
+    let a = dist_node("cookiea@localhost", "one cookie", mapper);
+    let b = dist_node("cookieb@localhost", "another cookie", mapper);
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let err = from.connect(to.name()).await.unwrap_err();
+        assert!(matches!(err, ConnectError::Cookie { .. }), "{err:?}");
+        assert!(err.to_string().contains("cookie"), "{err}");
+    }
+    assert!(a.nodes().is_empty() && b.nodes().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_peer_claiming_another_name_is_refused() -> anyhow::Result<()> {
+    let nodes = cluster("claim", 1);
+    let target = nodes[0].name().to_owned();
+    let addr = nodes[0].local_addr().context("address")?;
+    // Right cookie, certificate for "mallory", hello claiming "alice".
+    let identity = ClusterIdentity::from_cookie(b"test-cookie", "mallory@localhost")?;
+    let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+    let conn = transport.connect(addr, &target).await?;
+    let hello =
+        Hello { version: PROTOCOL_VERSION, name: "alice@localhost".into(), incarnation: 1, hidden: false };
+    let refused = peer::dial(&conn, hello, &target, 1 << 20).await;
+    assert!(refused.is_err(), "the acceptor took a peer whose certificate names someone else");
+    assert!(nodes[0].nodes().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pid_learned_from_a_third_node_is_reachable() -> anyhow::Result<()> {
+    let nodes = cluster("third", 3);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let relay_b = load(b, guests::RELAY).await?;
+    let relay_c = load(c, guests::RELAY).await?;
+    let me = a.host_process();
+    let answer = spawn(b, relay_b, "answer", vec![])?;
+    let relayer = spawn(c, relay_c, "relay", vec![])?;
+    // A tells C's relay about A's process and B's answerer; B has never heard of A.
+    a.remember_node(answer.node, b.name());
+    let msg = Value::Array(vec![a.pid_value(me.pid()), a.pid_value(answer)]);
+    a.remember_node(relayer.node, c.name());
+    me.send(relayer, 0, cbor::to_bytes(&msg)).await?;
+    let (from, reply) = next_message(&me).await?;
+    ensure!(from == answer, "reply from {from}, expected {answer}");
+    ensure!(matches!(reply.as_array().map(Vec::as_slice), Some([t, _]) if *t == text("hello from")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn links_and_monitors_work_across_nodes() -> anyhow::Result<()> {
+    let nodes = cluster("links", 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let echo = load(b, guests::ECHO).await?;
+    let me = a.host_process();
+    let target = spawn(b, echo, "echo", vec![])?;
+    a.remember_node(target.node, b.name());
+    me.link(target);
+    let monitor = me.monitor(target);
+    // The link is in place once a round trip has passed (signals and messages keep order).
+    me.send(target, 0, cbor::to_bytes(&int(1))).await?;
+    next_message(&me).await?;
+    b.kill(target);
+    let mut got_exit = false;
+    let mut got_down = false;
+    while !(got_exit && got_down) {
+        match next_signal(&me).await? {
+            Incoming::Exit { from, reason } if from == target => {
+                ensure!(reason == ExitReason::Killed, "{reason}");
+                got_exit = true;
+            }
+            Incoming::Down { monitor: m, pid, reason } if m == monitor && pid == target => {
+                ensure!(reason == ExitReason::Killed, "{reason}");
+                got_down = true;
+            }
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    // A monitor of a process that is already gone fires at once with noproc.
+    let late = me.monitor(target);
+    match next_signal(&me).await? {
+        Incoming::Down { monitor, reason, .. } if monitor == late => ensure!(reason == ExitReason::Noproc),
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_going_down_fires_links_monitors_and_nodedown() -> anyhow::Result<()> {
+    let mut nodes = cluster("down", 2);
+    let b = nodes.pop().context("two nodes")?;
+    let a = nodes.pop().context("two nodes")?;
+    let echo = load(&b, guests::ECHO).await?;
+    let me = a.host_process();
+    me.monitor_nodes(true);
+    let target = spawn(&b, echo, "echo", vec![])?;
+    a.remember_node(target.node, b.name());
+    me.link(target);
+    let monitor = me.monitor(target);
+    me.send(target, 0, cbor::to_bytes(&int(1))).await?;
+    let (_, up, _) = next_node_event(&me, DEADLINE).await?;
+    ensure!(up);
+    next_message(&me).await?;
+    let b_name = b.name().to_owned();
+    b.shutdown();
+    let (mut exit, mut down, mut nodedown) = (false, false, false);
+    while !(exit && down && nodedown) {
+        match me.receive(&[Selector::Signals], Some(DEADLINE)).await.context("signals")? {
+            Incoming::Exit { reason, .. } => {
+                ensure!(reason == ExitReason::Noconnection, "{reason}");
+                exit = true;
+            }
+            Incoming::Down { monitor: m, reason, .. } if m == monitor => {
+                ensure!(reason == ExitReason::Noconnection, "{reason}");
+                down = true;
+            }
+            Incoming::Node { name, up: false, reason } => {
+                ensure!(name == b_name);
+                ensure!(reason == "shutdown", "nodedown reason {reason}");
+                nodedown = true;
+            }
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    ensure!(a.nodes().is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_million_messages_arrive_complete_and_in_order() -> anyhow::Result<()> {
+    const N: u64 = 1_000_000;
+    let nodes = cluster("million", 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let sink = load(b, guests::SINK).await?;
+    let me = a.host_process();
+    let target = spawn(b, sink, "sink", vec![a.pid_value(me.pid())])?;
+    // B learns A's name from the pid it was given; A learns B's here.
+    a.remember_node(target.node, b.name());
+    let monitor = me.monitor(target);
+    for seq in 0..N {
+        me.send(target, 0, seq.to_le_bytes().to_vec()).await?;
+    }
+    me.send(target, 1, Vec::new()).await?;
+    let started = std::time::Instant::now();
+    let reply = me.receive(&[], Some(Duration::from_secs(300))).await.context("no answer from the sink")?;
+    eprintln!("the sink answered {:?} after the last send", started.elapsed());
+    let Incoming::Message(reply) = reply else { anyhow::bail!("unexpected {reply:?} (monitor {monitor})") };
+    assert_eq!(cbor::from_bytes(&reply.payload), Some(Value::Array(vec![int(N), Value::Bool(true)])));
+    Ok(())
+}
+
+#[tokio::test]
+async fn nodes_busy_with_spinning_guests_stay_connected() -> anyhow::Result<()> {
+    let nodes = cluster("busy", 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let me = a.host_process();
+    me.monitor_nodes(true);
+    a.connect(b.name()).await?;
+    next_node_event(&me, DEADLINE).await?;
+    for node in [a, b] {
+        let spin = load(node, guests::SPIN).await?;
+        for _ in 0..4 {
+            spawn(node, spin, "spin", vec![])?;
+        }
+    }
+    // Four ticks with every core busy: no nodedown may arrive.
+    let quiet = me.receive(&[Selector::Signals], Some(TICK * 4)).await;
+    ensure!(quiet.is_none(), "unexpected event while busy: {quiet:?}");
+    ensure!(a.nodes() == vec![b.name().to_owned()]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn hostile_input_closes_only_that_connection() -> anyhow::Result<()> {
+    let nodes = cluster("hostile", 2);
+    let (victim, friend) = (&nodes[0], &nodes[1]);
+    let addr = victim.local_addr().context("address")?;
+    let target = victim.name().to_owned();
+    // A garbage datagram.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    udp.send_to(b"\x00garbage that is not QUIC\xff", addr)?;
+
+    let identity = ClusterIdentity::from_cookie(b"test-cookie", "rogue@localhost")?;
+    let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+    let hello =
+        || Hello { version: PROTOCOL_VERSION, name: "rogue@localhost".into(), incarnation: 1, hidden: true };
+    let mut buf = bytes::BytesMut::new();
+    spore_host::proto::encode(&Frame::Peers { names: vec![] }, &[], &mut buf);
+    let frame_before_hello = buf.to_vec();
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("frame before the handshake", frame_before_hello, false),
+        ("oversized frame", u32::MAX.to_le_bytes().to_vec(), false),
+        ("unknown frame type", [&3u32.to_le_bytes()[..], &[250, 1, 2]].concat(), true),
+        ("truncated frame", [&100u32.to_le_bytes()[..], &[1, 2, 3]].concat(), true),
+    ];
+    for (what, bytes, after_hello) in cases {
+        let conn = transport.connect(addr, &target).await?;
+        let mut send = if after_hello {
+            let est = peer::dial(&conn, hello(), &target, 1 << 20).await?;
+            est.send
+        } else {
+            conn.open_bi().await?.0
+        };
+        send.write_all(&bytes).await?;
+        send.finish()?;
+        let closed = tokio::time::timeout(DEADLINE, conn.closed())
+            .await
+            .with_context(|| format!("{what}: not closed"))?;
+        tracing_check(what, &closed);
+    }
+    // The victim still serves others.
+    friend.connect(&target).await?;
+    ensure!(friend.nodes() == vec![target.clone()]);
+    Ok(())
+}
+
+/// The connection was closed by the victim with an application close (a logged reason).
+fn tracing_check(what: &str, closed: &quinn::ConnectionError) {
+    assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(_)), "{what}: closed by {closed:?}");
+}
+
+#[tokio::test]
+async fn sending_to_a_name_on_another_node_reaches_it() -> anyhow::Result<()> {
+    let nodes = cluster("named", 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let echo = load(b, guests::ECHO).await?;
+    let target = b.spawn(SpawnRequest::new(echo, "echo"))?;
+    b.register("echo", target)?;
+    let me = a.host_process();
+    me.send_named("echo", Some(b.name()), 0, cbor::to_bytes(&text("via name"))).await?;
+    let (from, value) = next_message(&me).await?;
+    ensure!(from == target && value == text("via name"));
+    Ok(())
+}
