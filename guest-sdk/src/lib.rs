@@ -57,9 +57,9 @@ pub use mailbox::{
 };
 pub use pid::{PID_TAG, Pid, Ref};
 pub use process::{
-    Module, RegisterError, Spawn, SpawnError, Spawned, demonitor, exit, exit_pid, kill, link, make_ref,
-    module_id, monitor, monitor_nodes, node, nodes, register, register_pid, registered, self_pid, spawn,
-    spawn_link, spawn_monitor, spawn_on, trap_exit, unlink, unregister, whereis,
+    Module, RegisterError, Spawn, SpawnError, Spawned, connect, demonitor, disconnect, exit, exit_pid, kill,
+    link, make_ref, module_id, monitor, monitor_node, monitor_nodes, node, nodes, register, register_pid,
+    registered, self_pid, spawn, spawn_link, spawn_monitor, spawn_on, trap_exit, unlink, unregister, whereis,
 };
 pub use reason::ExitReason;
 pub use timer::{cancel_timer, send_after, sleep};

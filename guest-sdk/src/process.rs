@@ -30,6 +30,24 @@ pub fn monitor_nodes(on: bool) {
     wit_node::monitor_nodes(on);
 }
 
+/// Watches node `name` (Erlang's `monitor_node`): a
+/// [`Signal::NodeDown`](crate::Signal::NodeDown) arrives when its connection goes, or at
+/// once if it cannot be made.
+pub fn monitor_node(name: &str, on: bool) {
+    wit_node::monitor_node(name, on);
+}
+
+/// Connects to node `name` and waits until the link is up (nodes also connect on first
+/// use); the error says why not, e.g. a different cookie.
+pub fn connect(name: &str) -> Result<(), String> {
+    wit_node::connect(name)
+}
+
+/// Closes the connection to `name`; false if there was none.
+pub fn disconnect(name: &str) -> bool {
+    wit_node::disconnect(name)
+}
+
 /// A reference unique on this node.
 pub fn make_ref() -> Ref {
     wit::make_ref()

@@ -117,6 +117,39 @@ fn handshake_refuses_bad_peers() {
     assert!(acceptor.peer().is_none());
 }
 
+proptest::proptest! {
+    /// Arbitrary bytes, cut at an arbitrary point: the decoder returns frames, asks for more,
+    /// or fails with an error; it never panics and never takes more than it was given.
+    #[test]
+    fn the_decoder_survives_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256), max in 0usize..512) {
+        let mut buf = BytesMut::from(&bytes[..]);
+        while let Ok(Some(_)) = decode(&mut buf, max) {}
+        proptest::prop_assert!(buf.len() <= bytes.len());
+    }
+
+    /// Valid frames with arbitrary payloads round-trip, whatever the chunking.
+    #[test]
+    fn sends_round_trip(tag in proptest::num::u64::ANY, payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300), cut in 0usize..400) {
+        let frame = Frame::Send { from: pid("a@h", 1), to: pid("b@h", 2), tag };
+        let mut whole = BytesMut::new();
+        encode(&frame, &payload, &mut whole);
+        let cut = cut.min(whole.len());
+        let mut buf = BytesMut::from(&whole[..cut]);
+        let first = decode(&mut buf, MAX).unwrap();
+        if cut < whole.len() {
+            proptest::prop_assert!(first.is_none());
+            buf.extend_from_slice(&whole[cut..]);
+        } else {
+            proptest::prop_assert!(first.is_some());
+            let (f, p) = first.unwrap();
+            proptest::prop_assert_eq!((f, &p[..]), (frame, &payload[..]));
+            return Ok(());
+        }
+        let (f, p) = decode(&mut buf, MAX).unwrap().expect("whole frame");
+        proptest::prop_assert_eq!((f, &p[..]), (frame, &payload[..]));
+    }
+}
+
 #[test]
 fn the_decoder_never_panics_on_random_input() {
     // A small deterministic fuzz loop (xorshift): arbitrary bytes, any split.

@@ -1,0 +1,236 @@
+//! Nodes as separate OS processes, started with the `spore` binary as a user would: the
+//! tutorial across two nodes, a node killed with SIGKILL, a node restarted, cookie files.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ciborium::Value;
+use spore_host::proto::{Query, QueryReply};
+use spore_host::{DistConfig, ExitReason, Incoming, Node, NodeConfig, Selector, cbor};
+
+/// How long to wait for something that should happen at once.
+const DEADLINE: Duration = Duration::from_secs(30);
+/// The liveness tick of these clusters.
+const TICK_SECS: f64 = 1.5;
+const COOKIE: &str = "cluster-test-cookie";
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cluster").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// A `spore node` child process whose output lines can be awaited.
+struct NodeProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl NodeProcess {
+    fn start(dir: &Path, name: &str, mapper: u16, extra: &[&str]) -> Self {
+        let module = dir.join("ping_pong.wasm");
+        if !module.exists() {
+            std::fs::write(&module, spore_host::demo::PING_PONG_WASM).expect("write module");
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spore"));
+        cmd.args(["node", "--name", name, "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
+            .args(["--tick", &TICK_SECS.to_string()])
+            .args(extra.iter().map(|a| a.replace("{module}", &module.display().to_string())))
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start spore node");
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as _),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Self { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a line containing `needle`; returns every line seen so far.
+    fn wait_for(&mut self, needle: &str) -> &[String] {
+        let until = Instant::now() + DEADLINE;
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no line with {needle:?} within {DEADLINE:?}; saw {:#?}", self.seen),
+            }
+        }
+        &self.seen
+    }
+
+    /// The lines printed on stdout and stderr, in arrival order, without the node's own
+    /// status lines.
+    fn output(&self) -> Vec<&str> {
+        self.seen.iter().map(String::as_str).filter(|l| !l.starts_with("spore:")).collect()
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[test]
+fn tut21_across_two_os_processes() {
+    let dir = scratch("tut21");
+    let mapper = free_port();
+    let mut pong = NodeProcess::start(&dir, "pong@localhost", mapper, &["--run", "{module}", "start_pong"]);
+    pong.wait_for("listening on");
+    let mut ping = NodeProcess::start(
+        &dir,
+        "ping@localhost",
+        mapper,
+        &["--run", "{module}", "start_ping", "--", "pong@localhost"],
+    );
+    ping.wait_for("Ping finished");
+    pong.wait_for("Pong finished");
+    assert_eq!(
+        ping.output(),
+        ["Ping received pong", "Ping received pong", "Ping received pong", "Ping finished"]
+    );
+    assert_eq!(
+        pong.output(),
+        ["Pong received ping", "Pong received ping", "Pong received ping", "Pong finished"]
+    );
+}
+
+#[test]
+fn a_cookie_file_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("cookie-mode");
+    let cookie = dir.join("cookie");
+    std::fs::write(&cookie, "secret").expect("write cookie");
+    std::fs::set_permissions(&cookie, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = Command::new(env!("CARGO_BIN_EXE_spore"))
+        .args(["node", "--name", "x@localhost", "--cookie-file"])
+        .arg(&cookie)
+        .output()
+        .expect("run spore");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("readable by group or others (mode 0644)") && err.contains("chmod 400"), "{err}");
+}
+
+/// An in-process node of the same cluster as the child processes.
+fn local_node(name: &str, mapper: u16) -> Node {
+    let mut dist = DistConfig::new(COOKIE);
+    dist.mapper_port = Some(mapper);
+    dist.tick = Duration::from_secs_f64(TICK_SECS);
+    Node::start(NodeConfig {
+        name: name.into(),
+        max_processes: 16,
+        dist: Some(dist),
+        ..NodeConfig::default()
+    })
+    .expect("start local node")
+}
+
+/// The pid registered as `pong` on `node`, asked with a query.
+async fn pong_pid(local: &Node, node: &str) -> spore_host::Pid {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(QueryReply::Processes(rows)) = local.query(node, Query::Processes).await
+            && let Some(row) = rows.iter().find(|r| r.name.as_deref() == Some("pong"))
+        {
+            local.remember_node(row.pid.node, node);
+            return row.pid;
+        }
+        assert!(Instant::now() < until, "no pong on {node}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_fires_links_monitors_and_nodedown_and_its_pids_go_stale() {
+    let dir = scratch("kill9");
+    let mapper = free_port();
+    let local = local_node("watcher@localhost", mapper);
+    let mut remote =
+        NodeProcess::start(&dir, "victim@localhost", mapper, &["--run", "{module}", "start_pong"]);
+    remote.wait_for("listening on");
+    let me = local.host_process();
+    me.monitor_nodes(true);
+    let old_pong = pong_pid(&local, "victim@localhost").await;
+    me.link(old_pong);
+    let monitor = me.monitor(old_pong);
+    match me.receive(&[Selector::Signals], Some(DEADLINE)).await {
+        Some(Incoming::Node { up: true, .. }) => {}
+        other => panic!("expected nodeup, got {other:?}"),
+    }
+    // The link and monitor are in place once a ping has been answered.
+    let ping = Value::Map(vec![(Value::Text("Ping".into()), local.pid_value(me.pid()))]);
+    me.send(old_pong, 0, cbor::to_bytes(&ping)).await.expect("send ping");
+    assert!(matches!(me.receive(&[], Some(DEADLINE)).await, Some(Incoming::Message(_))));
+
+    let killed_at = Instant::now();
+    remote.kill9();
+    let (mut exit, mut down, mut nodedown) = (false, false, false);
+    while !(exit && down && nodedown) {
+        match me.receive(&[Selector::Signals], Some(DEADLINE)).await {
+            Some(Incoming::Exit { from, reason }) if from == old_pong => {
+                assert_eq!(reason, ExitReason::Noconnection);
+                exit = true;
+            }
+            Some(Incoming::Down { monitor: m, reason, .. }) if m == monitor => {
+                assert_eq!(reason, ExitReason::Noconnection);
+                down = true;
+            }
+            Some(Incoming::Node { name, up: false, .. }) => {
+                assert_eq!(name, "victim@localhost");
+                nodedown = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let noticed = killed_at.elapsed();
+    assert!(noticed <= Duration::from_secs_f64(TICK_SECS) * 2, "noticed only after {noticed:?}");
+    assert!(local.nodes().is_empty());
+
+    // The node comes back under the same name: a new incarnation, and the old pids are stale.
+    let mut again =
+        NodeProcess::start(&dir, "victim@localhost", mapper, &["--run", "{module}", "start_pong"]);
+    again.wait_for("listening on");
+    let new_pong = pong_pid(&local, "victim@localhost").await;
+    assert_eq!(new_pong.node, old_pong.node);
+    assert_ne!(new_pong.incarnation, old_pong.incarnation, "a restarted node has a new incarnation");
+    me.send(old_pong, 0, cbor::to_bytes(&ping)).await.expect("send to the stale pid");
+    me.send(new_pong, 0, cbor::to_bytes(&ping)).await.expect("send to the new pid");
+    match me.receive(&[Selector::Sender(new_pong)], Some(DEADLINE)).await {
+        Some(Incoming::Message(m)) => assert_eq!(m.sender, new_pong),
+        other => panic!("expected the new pong's answer, got {other:?}"),
+    }
+    // Messages between a pair keep their order, so a stale delivery would have come first.
+    again.wait_for("Pong received ping");
+    let received = again.output().iter().filter(|l| l.contains("Pong received ping")).count();
+    assert_eq!(received, 1, "the stale pid reached the new incarnation: {:?}", again.output());
+}
