@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -85,10 +86,19 @@ pub struct LoadedModule {
     pub(crate) pre: GuestPre<ProcState>,
 }
 
-/// Modules by id, in memory and (optionally) on disk.
+/// Most bytes the on-disk cache keeps; the least recently used files go first beyond it.
+pub const DISK_CACHE_BYTES: u64 = 1 << 30;
+
+/// Modules by id, in memory and (optionally) on disk: `<id>.wasm` (the bytes, to ship them
+/// on and to reload them after a restart) and `<id>-<engine>.cwasm` (this engine's
+/// compiled artifact).
 pub(crate) struct CodeCache {
     modules: Mutex<HashMap<ModuleId, Arc<LoadedModule>>>,
     dir: Option<PathBuf>,
+    /// Modules compiled by this node.
+    pub compiled: AtomicU64,
+    /// Modules whose compiled artifact came from the disk cache.
+    pub from_disk: AtomicU64,
     /// Compiles one module at a time: compiling is CPU-bound and uses every core.
     compiling: tokio::sync::Semaphore,
     /// Distinguishes artifacts of differently configured engines in the disk cache.
@@ -115,6 +125,8 @@ impl CodeCache {
             modules: Mutex::new(HashMap::new()),
             dir,
             compiling: tokio::sync::Semaphore::new(1),
+            compiled: AtomicU64::new(0),
+            from_disk: AtomicU64::new(0),
             engine_key,
             max_bytes: config.max_module_bytes,
         }
@@ -138,11 +150,21 @@ impl CodeCache {
                 return Ok(m);
             }
             let engine = node.engine.clone();
-            let artifact = self.dir.as_ref().map(|d| d.join(format!("{id}-{}.cwasm", self.engine_key)));
+            let dir = self.dir.clone();
+            let artifact = dir.as_ref().map(|d| d.join(format!("{id}-{}.cwasm", self.engine_key)));
             let source = bytes.clone();
-            tokio::task::spawn_blocking(move || compile(&engine, &source, artifact.as_deref()))
-                .await
-                .map_err(|e| LoadError::Invalid(format!("compiler task failed: {e}")))??
+            let (component, cached) = tokio::task::spawn_blocking(move || {
+                let compiled = compile(&engine, &source, artifact.as_deref());
+                if let (Ok(_), Some(dir)) = (&compiled, &dir) {
+                    keep_bytes(dir, id, &source);
+                }
+                compiled
+            })
+            .await
+            .map_err(|e| LoadError::Invalid(format!("compiler task failed: {e}")))??;
+            let counter = if cached { &self.from_disk } else { &self.compiled };
+            counter.fetch_add(1, Ordering::Relaxed);
+            component
         };
         let instance_pre =
             node.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
@@ -151,6 +173,68 @@ impl CodeCache {
         let module = Arc::new(LoadedModule { id, bytes, entries, pre });
         self.modules.lock().entry(id).or_insert_with(|| Arc::clone(&module));
         Ok(module)
+    }
+}
+
+impl CodeCache {
+    /// The module `id` from memory, or from the bytes kept on disk by an earlier run.
+    pub async fn load_id(&self, node: &Arc<NodeInner>, id: ModuleId) -> Option<Arc<LoadedModule>> {
+        if let Some(m) = self.get(&id) {
+            return Some(m);
+        }
+        let path = self.dir.as_ref()?.join(format!("{id}.wasm"));
+        let bytes = tokio::fs::read(&path).await.ok()?;
+        if ModuleId::of(&bytes) != id {
+            tracing::warn!(path = %path.display(), "cached module does not match its id; ignored");
+            return None;
+        }
+        self.load(node, Bytes::from(bytes)).await.ok()
+    }
+}
+
+/// Keeps a module's bytes on disk (once), then trims the cache to its size limit.
+fn keep_bytes(dir: &Path, id: ModuleId, bytes: &[u8]) {
+    let path = dir.join(format!("{id}.wasm"));
+    if !path.exists()
+        && let Err(e) = write_atomically(&path, bytes)
+    {
+        tracing::warn!(path = %path.display(), "cannot cache module bytes: {e}");
+    }
+    evict(dir, DISK_CACHE_BYTES);
+}
+
+/// Deletes the least recently used files of `dir` until it holds at most `max` bytes.
+fn evict(dir: &Path, max: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            if !meta.is_file() {
+                return None;
+            }
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    if total <= max {
+        return;
+    }
+    files.sort();
+    for (_, len, path) in files {
+        if total <= max {
+            break;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
+    }
+}
+
+/// Marks a cache file as just used, for eviction.
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().write(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
 }
 
@@ -169,27 +253,34 @@ fn check_header(bytes: &[u8], max: u64) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Compiles `bytes`, going through the on-disk artifact at `artifact` when there is one.
-fn compile(engine: &Engine, bytes: &[u8], artifact: Option<&Path>) -> Result<Component, LoadError> {
+/// Compiles `bytes`, going through the on-disk artifact at `artifact` when there is one;
+/// true when the artifact was used.
+fn compile(engine: &Engine, bytes: &[u8], artifact: Option<&Path>) -> Result<(Component, bool), LoadError> {
     if let Some(path) = artifact
         && path.exists()
     {
         // SAFETY: the file was written by `precompile_component` of an engine with the same
         // compatibility hash (it is in the file name); wasmtime checks the header again.
         match unsafe { Component::deserialize_file(engine, path) } {
-            Ok(c) => return Ok(c),
+            Ok(c) => {
+                touch(path);
+                return Ok((c, true));
+            }
             Err(e) => tracing::warn!(path = %path.display(), "ignoring cached artifact: {e:#}"),
         }
     }
     let Some(path) = artifact else {
-        return Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));
+        return Component::new(engine, bytes)
+            .map(|c| (c, false))
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")));
     };
     let serialized = engine.precompile_component(bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
     if let Err(e) = write_atomically(path, &serialized) {
         tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
     }
     // SAFETY: `serialized` was just produced by this engine.
-    unsafe { Component::deserialize(engine, &serialized) }.map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    let component = unsafe { Component::deserialize(engine, &serialized) };
+    component.map(|c| (c, false)).map_err(|e| LoadError::Invalid(format!("{e:#}")))
 }
 
 /// Writes through a temporary file and a rename, so that concurrent nodes sharing the cache

@@ -84,6 +84,8 @@ pub struct NodeConfig {
     pub workers: Option<usize>,
     /// The on-disk cache of compiled modules.
     pub cache_dir: CacheDir,
+    /// How long a spawn on another node may take, shipping and compiling included.
+    pub spawn_timeout: Duration,
     /// Distribution: how the node joins a cluster (`None`: a node on its own).
     pub dist: Option<crate::dist::DistConfig>,
 }
@@ -102,6 +104,7 @@ impl Default for NodeConfig {
             fuel: false,
             workers: None,
             cache_dir: CacheDir::User,
+            spawn_timeout: Duration::from_secs(30),
             dist: None,
         }
     }

@@ -16,10 +16,14 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::cache::{LoadedModule, ModuleId};
+use crate::error::SpawnError;
 use crate::mapper::{self, Mapper};
 use crate::node::NodeInner;
-use crate::process::NodeId;
-use crate::proto::{Frame, Hello, PROTOCOL_VERSION, Query, QueryReply};
+use crate::process::{NodeId, Pid, Ref};
+use crate::proto::{Frame, Hello, ModuleHeader, PROTOCOL_VERSION, Query, QueryReply};
 use crate::transport::peer::{self, Established, Outgoing};
 use crate::transport::tls::ClusterIdentity;
 use crate::transport::{BindError, ConnectError, Transport, close};
@@ -117,6 +121,14 @@ impl Peer {
         }
     }
 
+    /// The QUIC connection, while up.
+    pub fn connection(&self) -> Option<quinn::Connection> {
+        match &*self.link.lock() {
+            Link::Up { conn, .. } => Some(conn.clone()),
+            _ => None,
+        }
+    }
+
     fn is_up(&self) -> bool {
         matches!(&*self.link.lock(), Link::Up { .. })
     }
@@ -152,12 +164,44 @@ impl Peer {
     }
 }
 
+/// A spawn this node asked of another, waiting for its reply.
+pub(crate) struct PendingSpawn {
+    /// The node asked.
+    pub peer: String,
+    /// The module's bytes, if this node has them (to ship on `SpawnNeed`).
+    pub code: Option<Bytes>,
+    /// The spawning process.
+    pub parent: Pid,
+    /// Its group leader.
+    pub leader: Pid,
+    /// Link parent and child.
+    pub link: bool,
+    /// The monitor's reference.
+    pub monitor: Option<Ref>,
+    /// Wakes the parent.
+    pub reply: oneshot::Sender<Result<Pid, SpawnError>>,
+}
+
+/// Waiters for a module being shipped to this node.
+type ModuleWaiters = Vec<oneshot::Sender<Result<Arc<LoadedModule>, SpawnError>>>;
+
+/// Longest module stream header.
+const MAX_MODULE_HEADER_BYTES: usize = 1024;
+
 /// The distribution layer of a node.
 pub(crate) struct Dist {
     pub config: DistConfig,
     transport: Transport,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
     queries: Mutex<HashMap<u64, oneshot::Sender<QueryReply>>>,
+    /// Spawns asked of other nodes, by reference.
+    pub pending_spawns: Mutex<HashMap<u64, PendingSpawn>>,
+    /// Modules asked from other nodes, with the spawns waiting for them.
+    pub wanted_modules: Mutex<HashMap<ModuleId, ModuleWaiters>>,
+    /// Module shipments sent.
+    pub shipped: AtomicU64,
+    /// Module shipments received.
+    pub received: AtomicU64,
     net: tokio::runtime::Handle,
     max_frame: usize,
     _mapper: Option<Mapper>,
@@ -173,8 +217,9 @@ impl Dist {
     ) -> Result<Self, BindError> {
         let identity = ClusterIdentity::from_cookie(config.cookie.as_bytes(), name)?;
         let transport = Transport::bind(&identity, config.listen_ip, config.ports, config.tick)?;
-        // Hidden nodes (tools) only look names up; they do not register.
-        let mapper = config.mapper_port.filter(|_| !config.hidden).map(|port| {
+        // Hidden nodes register too (as in Erlang): the nodes running processes that a tool
+        // spawned send their output back to it.
+        let mapper = config.mapper_port.map(|port| {
             let short = name.split_once('@').map_or(name, |(s, _)| s).to_owned();
             let (registered, wait) = std::sync::mpsc::channel();
             let mapper =
@@ -190,6 +235,10 @@ impl Dist {
             transport,
             peers: Mutex::new(HashMap::new()),
             queries: Mutex::new(HashMap::new()),
+            pending_spawns: Mutex::new(HashMap::new()),
+            wanted_modules: Mutex::new(HashMap::new()),
+            shipped: AtomicU64::new(0),
+            received: AtomicU64::new(0),
             net,
             max_frame: max_message + crate::proto::MAX_HEADER_BYTES,
             _mapper: mapper,
@@ -446,7 +495,8 @@ fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dia
     node.remember_node(peer.id, &peer.name);
     tracing::debug!(peer = %peer.name, incarnation = hello.incarnation, "node up");
     dist.net.spawn(peer::run_writer(send, queue, Arc::clone(&peer.credit)));
-    dist.net.spawn(read_loop(Arc::downgrade(node), Arc::clone(&peer), conn, reader));
+    dist.net.spawn(read_loop(Arc::downgrade(node), Arc::clone(&peer), conn.clone(), reader));
+    dist.net.spawn(accept_modules(Arc::downgrade(node), conn));
     let _ = peer.status.send(Status::Up);
     if !hello.hidden {
         node.node_up(&peer.name);
@@ -521,11 +571,123 @@ fn lost(node: &Arc<NodeInner>, peer: &Arc<Peer>, reason: &str, was_up: bool) {
         hidden
     };
     peer.credit.close();
+    let failed: Vec<PendingSpawn> = {
+        let mut pending = dist.pending_spawns.lock();
+        let refs: Vec<u64> = pending.iter().filter(|(_, p)| p.peer == peer.name).map(|(r, _)| *r).collect();
+        refs.iter().filter_map(|r| pending.remove(r)).collect()
+    };
+    for p in failed {
+        let _ = p.reply.send(Err(SpawnError::Unreachable(format!("{}: {reason}", peer.name))));
+    }
     tracing::debug!(peer = %peer.name, reason, "node down");
     node.node_down(peer.id, &peer.name, reason, was_up && !hidden);
 }
 
+/// Receives the module streams a peer opens, one task per stream.
+async fn accept_modules(node: Weak<NodeInner>, conn: quinn::Connection) {
+    while let Ok(recv) = conn.accept_uni().await {
+        tokio::spawn(receive_module(node.clone(), recv));
+    }
+}
+
+/// Reads one shipped module, checks it against the id it was asked by, compiles it and
+/// hands it to the spawns waiting for it.
+async fn receive_module(node: Weak<NodeInner>, mut recv: quinn::RecvStream) {
+    let Some(n) = node.upgrade() else { return };
+    let Some(dist) = &n.dist else { return };
+    let max = n.config.max_module_bytes;
+    let mut len = [0u8; 4];
+    if recv.read_exact(&mut len).await.is_err() {
+        return;
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_MODULE_HEADER_BYTES {
+        let _ = recv.stop(close::PROTOCOL);
+        return;
+    }
+    let mut header = vec![0u8; len];
+    if recv.read_exact(&mut header).await.is_err() {
+        return;
+    }
+    let Ok(header) = postcard::from_bytes::<ModuleHeader>(&header) else {
+        let _ = recv.stop(close::PROTOCOL);
+        return;
+    };
+    // Only modules this node asked for are read: nobody can make it compile at will.
+    if !dist.wanted_modules.lock().contains_key(&header.module) {
+        let _ = recv.stop(close::PROTOCOL);
+        return;
+    }
+    let result = if header.size > max {
+        let _ = recv.stop(close::PROTOCOL);
+        Err(SpawnError::TooLarge(max))
+    } else {
+        match recv.read_to_end(header.size as usize).await {
+            Err(e) => Err(SpawnError::InvalidModule(format!("module transfer failed: {e}"))),
+            Ok(bytes) if bytes.len() as u64 != header.size => Err(SpawnError::InvalidModule(format!(
+                "module of {} bytes announced, {} sent",
+                header.size,
+                bytes.len()
+            ))),
+            Ok(bytes) => {
+                dist.received.fetch_add(1, Ordering::Relaxed);
+                let actual = ModuleId::of(&bytes);
+                if actual == header.module {
+                    n.load(Bytes::from(bytes)).await.map_err(|e| SpawnError::InvalidModule(e.to_string()))
+                } else {
+                    Err(SpawnError::InvalidModule(format!(
+                        "hash mismatch: the bytes shipped as module {} hash to {actual}",
+                        header.module
+                    )))
+                }
+            }
+        }
+    };
+    let waiters = dist.wanted_modules.lock().remove(&header.module).unwrap_or_default();
+    for w in waiters {
+        let _ = w.send(result.clone());
+    }
+}
+
 impl Dist {
+    /// Ships the bytes of the module a peer asked for with `SpawnNeed`.
+    pub fn ship(&self, peer: &Arc<Peer>, reference: u64, module: ModuleId) -> Result<(), String> {
+        let code = {
+            let pending = self.pending_spawns.lock();
+            let Some(p) = pending.get(&reference) else { return Ok(()) };
+            if p.peer != peer.name {
+                return Err("a module request for a spawn the peer was not asked".into());
+            }
+            p.code.clone()
+        };
+        let Some(code) = code.filter(|c| ModuleId::of(c) == module) else {
+            if let Some(p) = self.pending_spawns.lock().remove(&reference) {
+                let _ = p.reply.send(Err(SpawnError::InvalidModule(format!(
+                    "{} does not have module {module}, and this node has no bytes of it",
+                    peer.name
+                ))));
+            }
+            return Ok(());
+        };
+        let Some(conn) = peer.connection() else { return Ok(()) };
+        self.shipped.fetch_add(1, Ordering::Relaxed);
+        self.net.spawn(async move {
+            let shipped = async {
+                let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
+                let header = postcard::to_stdvec(&ModuleHeader { module, size: code.len() as u64 })
+                    .map_err(|e| e.to_string())?;
+                send.write_all(&(header.len() as u32).to_le_bytes()).await.map_err(|e| e.to_string())?;
+                send.write_all(&header).await.map_err(|e| e.to_string())?;
+                send.write_chunk(code).await.map_err(|e| e.to_string())?;
+                send.finish().map_err(|e| e.to_string())
+            };
+            if let Err(e) = shipped.await {
+                tracing::debug!("shipping module {module} failed: {e}");
+            }
+        });
+        Ok(())
+    }
+
     /// Delivers a query reply to its waiter.
     pub fn answer(&self, reference: u64, reply: QueryReply) {
         if let Some(tx) = self.queries.lock().remove(&reference) {

@@ -42,7 +42,7 @@ pub enum LoadError {
 }
 
 /// Why a spawn failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SpawnError {
     /// The module has no such entry.
     #[error("unknown entry `{entry}`; the module exports: {available}")]

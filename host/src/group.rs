@@ -36,6 +36,11 @@ impl GroupLeader {
         &self.process
     }
 
+    /// The members that have not ended yet.
+    pub fn members(&self) -> Vec<Pid> {
+        self.live.iter().copied().collect()
+    }
+
     /// True once at least one member joined and every member has ended.
     pub fn is_done(&self) -> bool {
         self.joined_any && self.live.is_empty()

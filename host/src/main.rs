@@ -33,6 +33,36 @@ enum Command {
     Node(NodeCmd),
     /// List the cluster as a node sees it (joins as a hidden node).
     Nodes(NodesCmd),
+    /// Ship a module to a node, run ENTRY there, and print here the output of it and of
+    /// every process it spawns, on any node; exits when all have ended, with the status of
+    /// ENTRY (joins as a hidden node; Ctrl-C kills them).
+    Spawn(SpawnCmd),
+    /// List the processes of a node (joins as a hidden node).
+    Ps(NodesCmd),
+}
+
+/// `spore spawn`.
+#[derive(Args)]
+struct SpawnCmd {
+    /// The component to ship and run.
+    module: PathBuf,
+    /// The entry to start.
+    #[arg(default_value = "main")]
+    entry: String,
+    /// The node to run it on.
+    #[arg(long, value_name = "NAME@HOST")]
+    on: String,
+    /// Arguments for the entry (after `--`).
+    #[arg(last = true)]
+    args: Vec<String>,
+    /// Give the process real clocks.
+    #[arg(long)]
+    allow_clock: bool,
+    /// Memory limit of the process, in MiB (default: the target node's).
+    #[arg(long, value_name = "MIB")]
+    memory_limit: Option<u64>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// `spore node`.
@@ -258,6 +288,8 @@ fn main() -> ExitCode {
             }
             Command::Node(cmd) => node(cmd).await,
             Command::Nodes(cmd) => nodes(cmd).await,
+            Command::Spawn(cmd) => spawn(cmd).await,
+            Command::Ps(cmd) => ps(cmd).await,
         }
     });
     match result {
@@ -347,22 +379,96 @@ async fn shutdown_signal() {
     }
 }
 
-/// A hidden tool node's name, unique on this host.
+/// A hidden tool node's name, unique on this host: on the target's host part when that is
+/// loopback, else on this machine's host name.
 fn tool_name(kind: &str, target: &str) -> String {
     let host = target.split_once('@').map_or("localhost", |(_, h)| h);
+    let host = if host == "localhost" || host.starts_with("127.") {
+        host.to_owned()
+    } else {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| host.to_owned(), |h| h.trim().to_owned())
+    };
     format!("{kind}-{}@{host}", std::process::id())
+}
+
+/// A hidden node for a tool talking to `target`.
+fn tool_node(kind: &str, target: &str, cluster: &ClusterArgs) -> anyhow::Result<Node> {
+    let name = tool_name(kind, target);
+    let config = NodeConfig {
+        name: name.clone(),
+        max_processes: 16,
+        dist: Some(cluster.dist(&name, true)?),
+        ..NodeConfig::default()
+    };
+    Ok(Node::start(config)?)
+}
+
+/// `spore spawn`: ships the module, runs it on the target, prints the group's output here.
+async fn spawn(cmd: SpawnCmd) -> anyhow::Result<ExitCode> {
+    let bytes =
+        std::fs::read(&cmd.module).with_context(|| format!("cannot read {}", cmd.module.display()))?;
+    let node = tool_node("spawn", &cmd.on, &cmd.cluster)?;
+    let mut group = node.group_leader();
+    let mut request = SpawnRequest::from_bytes(bytes, cmd.entry.clone()).args(demo::text_args(&cmd.args));
+    request.grants.clock = cmd.allow_clock;
+    request.memory_limit = cmd.memory_limit.map(|m| m << 20);
+    let pid = group.process().spawn_on(&cmd.on, request).await?;
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let reason = tokio::select! {
+        reason = group.print_until_done(pid, &mut out, &mut err) => reason,
+        () = shutdown_signal() => {
+            for member in group.members() {
+                group.process().kill(member);
+            }
+            ExitReason::Killed
+        }
+    };
+    drop(group);
+    node.shutdown();
+    Ok(match reason {
+        ExitReason::Normal => ExitCode::SUCCESS,
+        reason => {
+            eprintln!("spore: {} ({pid}) on {} exited: {reason}", cmd.entry, cmd.on);
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// `spore ps`: the processes of a node.
+async fn ps(cmd: NodesCmd) -> anyhow::Result<ExitCode> {
+    let node = tool_node("ps", &cmd.node, &cmd.cluster)?;
+    let reply = node.query(&cmd.node, Query::Processes).await;
+    node.shutdown();
+    let QueryReply::Processes(mut rows) = reply? else {
+        anyhow::bail!("unexpected answer from {}", cmd.node);
+    };
+    rows.sort_by_key(|r| r.pid.index);
+    println!(
+        "{:<14} {:<12} {:<14} {:<14} {:>10} {:>8}  STATUS",
+        "PID", "NAME", "MODULE", "ENTRY", "MEMORY", "MAILBOX"
+    );
+    for r in rows {
+        let (module, entry) =
+            r.module.map_or(("(host)".to_owned(), String::new()), |(m, e)| (m[..12].to_owned(), e));
+        println!(
+            "{:<14} {:<12} {:<14} {:<14} {:>10} {:>8}  {}",
+            r.pid.to_string(),
+            r.name.unwrap_or_default(),
+            module,
+            entry,
+            r.memory,
+            r.mailbox_len,
+            r.status
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the cluster as `cmd.node` sees it: that node, then the nodes it is connected to.
 async fn nodes(cmd: NodesCmd) -> anyhow::Result<ExitCode> {
-    let name = tool_name("nodes", &cmd.node);
-    let config = NodeConfig {
-        name: name.clone(),
-        max_processes: 16,
-        dist: Some(cmd.cluster.dist(&name, true)?),
-        ..NodeConfig::default()
-    };
-    let node = Node::start(config)?;
+    let node = tool_node("nodes", &cmd.node, &cmd.cluster)?;
     let reply = node.query(&cmd.node, Query::Nodes).await;
     node.shutdown();
     match reply? {

@@ -6,9 +6,13 @@
 //! - [`signals`]: links, monitors, exit signals, the end of a process, nodes going up and
 //!   down.
 //! - [`route`]: frames from peers, delivered to local processes.
+//! - [`spawning`]: spawning here and on other nodes, and shipping modules.
 
 mod route;
 mod signals;
+mod spawning;
+
+pub(crate) use spawning::Parent;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,10 +31,9 @@ use crate::error::{LoadError, RegisterError, SendError, SpawnError, StartError};
 use crate::group::GroupLeader;
 use crate::process::entry::{ProcessEntry, ProcessKind};
 use crate::process::host::HostProcess;
-use crate::process::spawn::{self, Launch};
 use crate::process::state::{Grants, ProcState};
 use crate::process::table::ProcessTable;
-use crate::process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid, Ref, Stream};
+use crate::process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid, Stream};
 use crate::proto::{Frame, Query, QueryReply};
 use crate::transport::ConnectError;
 
@@ -51,11 +54,21 @@ pub struct SpawnRequest {
     pub mailbox_limit: Option<usize>,
     /// Fuel budget (nodes with fuel metering only).
     pub fuel: Option<u64>,
-    /// Capabilities granted.
+    /// Capabilities granted (on another node, only the clock).
     pub grants: Grants,
+    /// The module's bytes, for a spawn on a node that may lack it when this node has not
+    /// loaded the module itself (see [`SpawnRequest::from_bytes`]).
+    pub code: Option<Bytes>,
 }
 
 impl SpawnRequest {
+    /// Runs `entry` of the component `bytes`, which need not be loaded here: for spawns on
+    /// other nodes, which receive the bytes only if they lack them.
+    pub fn from_bytes(bytes: impl Into<Bytes>, entry: impl Into<String>) -> Self {
+        let bytes = bytes.into();
+        Self { code: Some(bytes.clone()), ..Self::new(ModuleId::of(&bytes), entry) }
+    }
+
     /// Runs `entry` of `module` with no arguments, no grants and default limits.
     pub fn new(module: ModuleId, entry: impl Into<String>) -> Self {
         Self {
@@ -67,6 +80,7 @@ impl SpawnRequest {
             mailbox_limit: None,
             fuel: None,
             grants: Grants::default(),
+            code: None,
         }
     }
 
@@ -91,6 +105,19 @@ pub(crate) struct SpawnOpts {
     pub memory_limit: Option<u64>,
     pub mailbox_limit: Option<usize>,
     pub fuel: Option<u64>,
+}
+
+/// Counters of a node's code cache and module shipping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Modules this node compiled.
+    pub modules_compiled: u64,
+    /// Modules whose compiled artifact came from the disk cache.
+    pub modules_from_disk: u64,
+    /// Module shipments this node sent to others.
+    pub modules_shipped: u64,
+    /// Module shipments this node received.
+    pub modules_received: u64,
 }
 
 /// A snapshot of one process, for `spore ps` and embedders.
@@ -172,6 +199,8 @@ pub(crate) struct NodeInner {
     pub runtime: tokio::runtime::Handle,
     /// The distribution layer, when the node has a cookie.
     pub dist: Option<Dist>,
+    /// Output acknowledgements of processes whose group leader is on another node.
+    pub output_acks: DashMap<Pid, (NodeId, Arc<crate::process::stdio::OutputAcks>)>,
 }
 
 impl Node {
@@ -226,6 +255,7 @@ impl Node {
             node_names,
             runtime: runtime.handle().clone(),
             dist,
+            output_acks: DashMap::new(),
             config,
         });
         Dist::start(&inner);
@@ -269,7 +299,25 @@ impl Node {
 
     /// Spawns a process on this node.
     pub fn spawn(&self, request: SpawnRequest) -> Result<Pid, SpawnError> {
-        self.inner.spawn_request(request, None, false, false).map(|(pid, _)| pid)
+        self.inner.spawn_request(request, Parent::None, false, false).map(|(pid, _)| pid)
+    }
+
+    /// Spawns a process on node `node` (this node if it is this node's name), shipping the
+    /// module if that node lacks it.
+    pub async fn spawn_on(&self, node: &str, request: SpawnRequest) -> Result<Pid, SpawnError> {
+        let parent = self.inner.host_process();
+        parent.spawn_on(node, request).await
+    }
+
+    /// Counters of the code cache and of module shipping.
+    pub fn stats(&self) -> NodeStats {
+        let dist = self.inner.dist.as_ref();
+        NodeStats {
+            modules_compiled: self.inner.cache.compiled.load(Ordering::Relaxed),
+            modules_from_disk: self.inner.cache.from_disk.load(Ordering::Relaxed),
+            modules_shipped: dist.map_or(0, |d| d.shipped.load(Ordering::Relaxed)),
+            modules_received: dist.map_or(0, |d| d.received.load(Ordering::Relaxed)),
+        }
     }
 
     /// A new host process: a pid and a mailbox driven by the caller.
@@ -420,99 +468,6 @@ impl NodeInner {
         HostProcess::new(Arc::clone(self), entry)
     }
 
-    /// Spawns a host-made request, linked to or monitored by `parent` when asked.
-    pub fn spawn_request(
-        self: &Arc<Self>,
-        request: SpawnRequest,
-        parent: Option<&Arc<ProcessEntry>>,
-        link: bool,
-        monitor: bool,
-    ) -> Result<(Pid, Option<Ref>), SpawnError> {
-        let module = self
-            .cache
-            .get(&request.module)
-            .ok_or_else(|| SpawnError::InvalidModule(format!("module {} is not loaded", request.module)))?;
-        let opts = SpawnOpts {
-            link,
-            monitor,
-            memory_limit: request.memory_limit,
-            mailbox_limit: request.mailbox_limit,
-            fuel: request.fuel,
-        };
-        self.spawn_local(
-            module,
-            request.entry,
-            request.args,
-            opts,
-            parent,
-            request.group_leader,
-            request.grants,
-        )
-    }
-
-    /// Spawns a guest process here. `parent` is the spawning process (for link/monitor),
-    /// `leader` its group leader (the new process's own pid when none).
-    #[allow(clippy::too_many_arguments)]
-    pub fn spawn_local(
-        self: &Arc<Self>,
-        module: Arc<LoadedModule>,
-        entry: String,
-        args: Bytes,
-        opts: SpawnOpts,
-        parent: Option<&Arc<ProcessEntry>>,
-        leader: Option<Pid>,
-        grants: Grants,
-    ) -> Result<(Pid, Option<Ref>), SpawnError> {
-        if !module.entries.contains(&entry) {
-            return Err(SpawnError::UnknownEntry { entry, available: module.entries.join(", ") });
-        }
-        let memory_limit = opts.memory_limit.unwrap_or(self.config.limits.memory_bytes);
-        let max_memory = engine::max_memory_bytes(&self.config);
-        if memory_limit > max_memory {
-            return Err(SpawnError::Limits(format!(
-                "memory limit of {memory_limit} bytes is over the node's maximum of {max_memory}"
-            )));
-        }
-        if opts.fuel.is_some() && !self.config.fuel {
-            return Err(SpawnError::Limits("fuel budgets need a node started with fuel metering".into()));
-        }
-        if args.len() > self.config.max_message_bytes {
-            return Err(SpawnError::Limits(format!(
-                "arguments of {} bytes are over the message limit of {}",
-                args.len(),
-                self.config.max_message_bytes
-            )));
-        }
-        let max = self.config.max_processes as usize;
-        if self.table.guests.fetch_add(1, Ordering::AcqRel) >= max {
-            self.table.guests.fetch_sub(1, Ordering::AcqRel);
-            return Err(SpawnError::Quota(format!("{max} processes are running (the node's max_processes)")));
-        }
-        let pid = self.table.new_pid();
-        let leader = leader.unwrap_or(pid);
-        let kind = ProcessKind::Guest { module: module.id.to_string(), entry: entry.clone() };
-        let mailbox_limit = opts.mailbox_limit.unwrap_or(self.config.limits.mailbox_len);
-        let me = Arc::new(ProcessEntry::new(pid, leader, kind, mailbox_limit));
-        self.table.insert(Arc::clone(&me));
-        let mut monitor = None;
-        if let Some(parent) = parent {
-            if opts.link {
-                parent.signals.lock().links.insert(pid);
-                me.signals.lock().links.insert(parent.pid);
-            }
-            if opts.monitor {
-                let r = self.table.make_ref();
-                parent.signals.lock().monitoring.insert(r, pid);
-                me.signals.lock().monitored_by.insert(r, parent.pid);
-                monitor = Some(r);
-            }
-        }
-        self.group_event(leader, GroupEvent::Joined(pid));
-        let launch = Launch { module, entry, args, grants, memory_limit, fuel: opts.fuel };
-        self.runtime.spawn(spawn::run(Arc::clone(self), me, launch));
-        Ok((pid, monitor))
-    }
-
     /// Sends an ordinary message, to a local process or over the network. Waits only when
     /// the connection's send credit is spent (back-pressure).
     pub async fn send(
@@ -629,6 +584,29 @@ impl NodeInner {
         }
     }
 
+    /// The output acknowledgements of process `pid`, whose leader is on another node.
+    pub(crate) fn output_acks_for(&self, pid: Pid, leader: Pid) -> Arc<crate::process::stdio::OutputAcks> {
+        let acks = Arc::new(crate::process::stdio::OutputAcks::new());
+        self.output_acks.insert(pid, (leader.node, Arc::clone(&acks)));
+        acks
+    }
+
+    /// Sends output frame `seq` of `from` to its group leader on another node.
+    pub(crate) fn output_remote(
+        self: &Arc<Self>,
+        leader: Pid,
+        from: Pid,
+        stream: Stream,
+        bytes: Bytes,
+        seq: u64,
+    ) {
+        let peer = self.dist.as_ref().and_then(|d| d.peer_by_id(self, leader.node));
+        let sent = peer.is_some_and(|p| p.output(Frame::Output { leader, from, stream, seq }, bytes));
+        if !sent && let Some(acks) = self.output_acks.get(&from) {
+            acks.1.detach();
+        }
+    }
+
     /// Sends a group event to a leader on another node.
     fn group_event_remote(self: &Arc<Self>, leader: Pid, event: GroupEvent) {
         let Some(dist) = &self.dist else { return };
@@ -636,7 +614,7 @@ impl NodeInner {
         let peer = dist.peer(self, &name);
         match event {
             GroupEvent::Output { from, stream, bytes } => {
-                peer.output(Frame::Output { leader, from, stream }, bytes);
+                peer.output(Frame::Output { leader, from, stream, seq: 0 }, bytes);
             }
             GroupEvent::Joined(member) => {
                 let member_node = self.node_label(member.node);

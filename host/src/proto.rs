@@ -3,7 +3,8 @@
 //! A connection carries one bidirectional QUIC stream of frames, opened by the dialer. Each
 //! frame is `u32 length (LE)` + a postcard-encoded [`Frame`] header + the raw payload bytes
 //! of the frames that carry one ([`Frame::Send`], [`Frame::SendNamed`], [`Frame::Output`]),
-//! so payloads are never copied through serde. Both sides send a [`Hello`] first; nothing
+//! so payloads are never copied through serde. Module bytes travel on unidirectional
+//! streams of their own ([`ModuleHeader`]), so small messages never wait behind them. Both sides send a [`Hello`] first; nothing
 //! else is accepted before it.
 //!
 //! # Layout
@@ -21,7 +22,20 @@ use serde::{Deserialize, Serialize};
 pub use codec::{DecodeError, MAX_HEADER_BYTES, decode, encode};
 pub use handshake::{Handshake, HandshakeError, Role};
 
+use crate::cache::ModuleId;
+use crate::error::SpawnError;
 use crate::process::{ExitReason, Pid, Ref, Stream};
+
+/// The header of a module stream (a unidirectional stream opened by the shipping node
+/// after a [`Frame::SpawnNeed`]): `u32 length (LE)` + this, postcard-encoded, then exactly
+/// `size` bytes of the component.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleHeader {
+    /// The module's id; the receiver checks the bytes hash to it.
+    pub module: ModuleId,
+    /// Its size in bytes.
+    pub size: u64,
+}
 
 /// Version of the frame protocol; both hellos must carry the same.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -71,6 +85,8 @@ pub struct ProcessRow {
     pub memory: u64,
     /// Entries waiting in its mailbox.
     pub mailbox_len: u64,
+    /// `running`, `waiting` (in receive), `sleeping`, or `host`.
+    pub status: String,
 }
 
 /// The answer to a [`Query`].
@@ -187,6 +203,58 @@ pub enum Frame {
         from: Pid,
         /// Which stream.
         stream: Stream,
+        /// The writer's count of output frames, acknowledged with [`Frame::OutputAck`].
+        seq: u64,
+    },
+    /// The group leader's node has delivered `writer`'s output up to `seq`. Writers wait for
+    /// it, so output keeps the causal order of the program, as Erlang's io does.
+    OutputAck {
+        /// The writer (receiving node).
+        writer: Pid,
+        /// The last delivered frame.
+        seq: u64,
+    },
+    /// Spawn `entry` of `module` on the receiving node; the arguments follow. The receiver
+    /// answers [`Frame::SpawnNeed`] if it lacks the module, then [`Frame::SpawnReply`].
+    SpawnRequest {
+        /// Echoed in the answers.
+        reference: u64,
+        /// The module.
+        module: ModuleId,
+        /// The entry.
+        entry: String,
+        /// The spawning process (sending node).
+        parent: Pid,
+        /// The group leader the new process joins (any node).
+        leader: Pid,
+        /// The group leader's node name.
+        leader_node: String,
+        /// Link parent and child.
+        link: bool,
+        /// Monitor the child with this reference (made by the parent's node).
+        monitor: Option<Ref>,
+        /// Memory limit in bytes.
+        memory_limit: Option<u64>,
+        /// Mailbox bound.
+        mailbox_limit: Option<u32>,
+        /// Fuel budget.
+        fuel: Option<u64>,
+        /// Grant real clocks (environment and files never cross nodes).
+        clock: bool,
+    },
+    /// The receiver does not have `module`: send its bytes on a stream of their own.
+    SpawnNeed {
+        /// The spawn request's reference.
+        reference: u64,
+        /// The module wanted.
+        module: ModuleId,
+    },
+    /// The outcome of a spawn request.
+    SpawnReply {
+        /// The spawn request's reference.
+        reference: u64,
+        /// The new pid, or why not.
+        result: Result<Pid, SpawnError>,
     },
     /// A process joined the group of `leader`.
     GroupJoined {
@@ -211,6 +279,9 @@ pub enum Frame {
 impl Frame {
     /// Whether a payload follows this header.
     pub fn has_payload(&self) -> bool {
-        matches!(self, Frame::Send { .. } | Frame::SendNamed { .. } | Frame::Output { .. })
+        matches!(
+            self,
+            Frame::Send { .. } | Frame::SendNamed { .. } | Frame::Output { .. } | Frame::SpawnRequest { .. }
+        )
     }
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::spore::process::mailbox::{self as wit, Host};
+use std::sync::atomic::Ordering;
+
 use crate::error::SendError;
+use crate::process::entry::{RUNNING, WAITING};
 use crate::process::state::ProcState;
 use crate::process::{Incoming, Selector};
 
@@ -78,14 +81,17 @@ impl Host for ProcState {
     ) -> wasmtime::Result<Option<wit::Incoming>> {
         let selectors: Vec<Selector> = selectors.into_iter().map(Into::into).collect();
         let timeout = timeout_ms.map(Duration::from_millis);
-        loop {
+        self.me.state.store(WAITING, Ordering::Relaxed);
+        let entry = loop {
             let Some(entry) = self.me.mailbox.receive(&selectors, timeout).await else {
-                return Ok(None);
+                break None;
             };
             if let Some(entry) = to_wit(entry) {
-                return Ok(Some(entry));
+                break Some(entry);
             }
-        }
+        };
+        self.me.state.store(RUNNING, Ordering::Relaxed);
+        Ok(entry)
     }
 
     fn pending(&mut self) -> wasmtime::Result<u32> {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::spore::process::process::{self as wit, Host};
 use crate::cache::ModuleId;
 use crate::error::SpawnError;
-use crate::node::SpawnOpts;
+use crate::node::{Parent, SpawnOpts};
 use crate::process::spawn::ExitRequest;
 use crate::process::state::ProcState;
 
@@ -48,25 +48,6 @@ impl Host for ProcState {
         args: Vec<u8>,
         options: wit::SpawnOptions,
     ) -> wasmtime::Result<Result<wit::Spawned, wit::SpawnError>> {
-        if let Some(node) = node
-            && node != self.node.name
-        {
-            return Ok(Err(wit::SpawnError::Unreachable(format!("{node}: distribution is not running"))));
-        }
-        let module = match module {
-            wit::ModuleSource::This => Arc::clone(&self.module),
-            wit::ModuleSource::Id(hex) => {
-                let found = hex.parse::<ModuleId>().ok().and_then(|id| self.node.cache.get(&id));
-                match found {
-                    Some(m) => m,
-                    None => return Ok(Err(wit::SpawnError::InvalidModule(format!("unknown module {hex}")))),
-                }
-            }
-            wit::ModuleSource::Bytes(bytes) => match self.node.load(Bytes::from(bytes)).await {
-                Ok(m) => m,
-                Err(e) => return Ok(Err(wit::SpawnError::InvalidModule(e.to_string()))),
-            },
-        };
         let grants = self.grants.narrow(
             options.grants.contains(wit::Grants::CLOCK),
             options.grants.contains(wit::Grants::ENV),
@@ -79,9 +60,45 @@ impl Host for ProcState {
             mailbox_limit: options.mailbox_limit.map(|n| n as usize),
             fuel: options.fuel,
         };
+        let args = Bytes::from(args);
+        if let Some(node) = node
+            && node != self.node.name
+        {
+            // Another node: send the id, and the bytes only if it asks for them.
+            let (id, code) = match module {
+                wit::ModuleSource::This => (self.module.id, Some(self.module.bytes.clone())),
+                wit::ModuleSource::Id(hex) => match hex.parse::<ModuleId>() {
+                    Ok(id) => (id, None),
+                    Err(e) => return Ok(Err(wit::SpawnError::InvalidModule(format!("`{hex}`: {e}")))),
+                },
+                wit::ModuleSource::Bytes(bytes) => (ModuleId::of(&bytes), Some(Bytes::from(bytes))),
+            };
+            let spawned =
+                self.node.spawn_remote(&node, id, code, entry, args, opts, &self.me, grants.clock).await;
+            return Ok(spawned
+                .map(|(pid, monitor)| wit::Spawned { pid: pid.into(), monitor })
+                .map_err(Into::into));
+        }
+        let module = match module {
+            wit::ModuleSource::This => Arc::clone(&self.module),
+            wit::ModuleSource::Id(hex) => {
+                let found = match hex.parse::<ModuleId>() {
+                    Ok(id) => self.node.cache.load_id(&self.node, id).await,
+                    Err(_) => None,
+                };
+                match found {
+                    Some(m) => m,
+                    None => return Ok(Err(wit::SpawnError::InvalidModule(format!("unknown module {hex}")))),
+                }
+            }
+            wit::ModuleSource::Bytes(bytes) => match self.node.load(Bytes::from(bytes)).await {
+                Ok(m) => m,
+                Err(e) => return Ok(Err(wit::SpawnError::InvalidModule(e.to_string()))),
+            },
+        };
         let leader = Some(self.me.group_leader);
         let spawned =
-            self.node.spawn_local(module, entry, Bytes::from(args), opts, Some(&self.me), leader, grants);
+            self.node.spawn_local(module, entry, args, opts, Parent::Local(&self.me), leader, grants);
         Ok(spawned.map(|(pid, monitor)| wit::Spawned { pid: pid.into(), monitor }).map_err(Into::into))
     }
 

@@ -1,11 +1,13 @@
 //! `spore:process/timer`: sleep, send-after, cancel.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::spore::process::timer::{self as wit, Host};
+use crate::process::entry::{RUNNING, SLEEPING};
 use crate::process::state::ProcState;
 
 /// Longest timer or sleep, about 49 days (Erlang's limit for timers is similar): keeps
@@ -14,7 +16,9 @@ const MAX_TIMER_MS: u64 = u32::MAX as u64;
 
 impl Host for ProcState {
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        self.me.state.store(SLEEPING, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))).await;
+        self.me.state.store(RUNNING, Ordering::Relaxed);
         Ok(())
     }
 

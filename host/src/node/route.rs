@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::NodeInner;
+use super::{NodeInner, SpawnOpts};
 use crate::dist::Peer;
 use crate::process::entry::ProcessKind;
 use crate::process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid};
@@ -122,10 +122,61 @@ impl NodeInner {
                     dist.answer(reference, reply);
                 }
             }
-            Frame::Output { leader, from, stream } => {
+            Frame::Output { leader, from, stream, seq } => {
                 ours(&leader)?;
                 theirs(&from)?;
                 self.group_event(leader, GroupEvent::Output { from, stream, bytes: payload });
+                if seq > 0 {
+                    peer.signal(Frame::OutputAck { writer: from, seq });
+                }
+            }
+            Frame::OutputAck { writer, seq } => {
+                ours(&writer)?;
+                if let Some(acks) = self.output_acks.get(&writer) {
+                    acks.1.ack(seq);
+                }
+            }
+            Frame::SpawnRequest {
+                reference,
+                module,
+                entry,
+                parent,
+                leader,
+                leader_node,
+                link,
+                monitor,
+                memory_limit,
+                mailbox_limit,
+                fuel,
+                clock,
+            } => {
+                theirs(&parent)?;
+                if NodeId::of(&leader_node) != leader.node
+                    || !crate::proto::handshake::valid_node_name(&leader_node)
+                {
+                    return Err(format!("group leader {leader:?} is not of node {leader_node}"));
+                }
+                self.remember_node(leader.node, &leader_node);
+                let opts = SpawnOpts {
+                    link,
+                    monitor: monitor.is_some(),
+                    memory_limit,
+                    mailbox_limit: mailbox_limit.map(|n| n as usize),
+                    fuel,
+                };
+                let node = Arc::clone(self);
+                let peer = Arc::clone(peer);
+                tokio::spawn(node.serve_spawn(
+                    peer, reference, module, entry, payload, parent, leader, link, monitor, opts, clock,
+                ));
+            }
+            Frame::SpawnNeed { reference, module } => {
+                if let Some(dist) = &self.dist {
+                    dist.ship(peer, reference, module)?;
+                }
+            }
+            Frame::SpawnReply { reference, result } => {
+                self.spawn_replied(peer, reference, result)?;
             }
             Frame::GroupJoined { leader, member, member_node } => {
                 ours(&leader)?;
@@ -167,6 +218,7 @@ impl NodeInner {
                 },
                 memory: e.memory.load(std::sync::atomic::Ordering::Relaxed),
                 mailbox_len: e.mailbox.len() as u64,
+                status: e.status().to_owned(),
             })
             .collect()
     }

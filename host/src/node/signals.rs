@@ -187,6 +187,11 @@ impl NodeInner {
     /// fires with `noconnection`, every monitor delivers a down notice, and, if it was a
     /// visible node that was up, node-event subscribers get a nodedown.
     pub(crate) fn node_down(&self, node: NodeId, name: &str, reason: &str, announce: bool) {
+        for acks in self.output_acks.iter() {
+            if acks.value().0 == node {
+                acks.value().1.detach();
+            }
+        }
         for entry in self.table.all() {
             let (links, monitors, watched) = {
                 let mut s = entry.signals.lock();

@@ -2,7 +2,7 @@
 //! sends to it, links to it or kills it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -10,6 +10,13 @@ use tokio::sync::Notify;
 
 use super::mailbox::Mailbox;
 use super::{ExitReason, Pid, Ref};
+
+/// [`ProcessEntry::state`]: running or runnable.
+pub const RUNNING: u8 = 0;
+/// [`ProcessEntry::state`]: blocked in receive.
+pub const WAITING: u8 = 1;
+/// [`ProcessEntry::state`]: sleeping.
+pub const SLEEPING: u8 = 2;
 
 /// What kind of code a process runs.
 #[derive(Clone, Debug)]
@@ -41,6 +48,8 @@ pub struct ProcessEntry {
     pub trap_exit: AtomicBool,
     /// Linear memory in bytes, updated by the limiter as the guest grows it.
     pub memory: AtomicU64,
+    /// What it is doing: [`RUNNING`], [`WAITING`] or [`SLEEPING`].
+    pub state: AtomicU8,
     /// Links, monitors and liveness, changed together under one lock.
     pub(crate) signals: Mutex<Signals>,
     /// The reason set by a kill; the driver ends the process when `killed` fires.
@@ -78,6 +87,7 @@ impl ProcessEntry {
             mailbox: Mailbox::new(mailbox_limit),
             trap_exit: AtomicBool::new(false),
             memory: AtomicU64::new(0),
+            state: AtomicU8::new(RUNNING),
             signals: Mutex::new(Signals { alive: true, ..Signals::default() }),
             kill_reason: Mutex::new(None),
             killed: Notify::new(),
@@ -97,6 +107,16 @@ impl ProcessEntry {
     /// Whether this process turns exit signals into messages.
     pub fn traps_exits(&self) -> bool {
         self.trap_exit.load(Ordering::Acquire)
+    }
+
+    /// What it is doing, as `spore ps` shows it.
+    pub fn status(&self) -> &'static str {
+        match (&self.kind, self.state.load(Ordering::Relaxed)) {
+            (ProcessKind::Host, _) => "host",
+            (_, WAITING) => "waiting",
+            (_, SLEEPING) => "sleeping",
+            _ => "running",
+        }
     }
 
     /// Its registered name.

@@ -11,7 +11,7 @@ use super::entry::ProcessEntry;
 use super::{ExitReason, Incoming, Pid, Ref, Selector};
 use crate::error::{SendError, SpawnError};
 use crate::node::NodeInner;
-use crate::node::SpawnRequest;
+use crate::node::{Parent, SpawnOpts, SpawnRequest};
 
 /// A process whose code is the caller's Rust code.
 ///
@@ -85,7 +85,63 @@ impl HostProcess {
         link: bool,
         monitor: bool,
     ) -> Result<(Pid, Option<Ref>), SpawnError> {
-        self.node.spawn_request(request, Some(&self.entry), link, monitor)
+        self.node.spawn_request(request, Parent::Local(&self.entry), link, monitor)
+    }
+
+    /// Spawns on node `node`, shipping the module if that node lacks it. The child joins
+    /// this process's group: its output comes here (a [`GroupLeader`](crate::GroupLeader)'s
+    /// process collects it); the request's own group leader is not used.
+    pub async fn spawn_on(&self, node: &str, request: SpawnRequest) -> Result<Pid, SpawnError> {
+        self.spawn_on_with(node, request, false, false).await.map(|(pid, _)| pid)
+    }
+
+    /// [`HostProcess::spawn_on`], linked atomically.
+    pub async fn spawn_link_on(&self, node: &str, request: SpawnRequest) -> Result<Pid, SpawnError> {
+        self.spawn_on_with(node, request, true, false).await.map(|(pid, _)| pid)
+    }
+
+    /// [`HostProcess::spawn_on`], monitored atomically; returns the monitor's reference too.
+    pub async fn spawn_monitor_on(
+        &self,
+        node: &str,
+        request: SpawnRequest,
+    ) -> Result<(Pid, Ref), SpawnError> {
+        let (pid, monitor) = self.spawn_on_with(node, request, false, true).await?;
+        Ok((pid, monitor.unwrap_or_default()))
+    }
+
+    async fn spawn_on_with(
+        &self,
+        node: &str,
+        request: SpawnRequest,
+        link: bool,
+        monitor: bool,
+    ) -> Result<(Pid, Option<Ref>), SpawnError> {
+        if node == self.node.name {
+            let request = SpawnRequest { group_leader: Some(self.entry.group_leader), ..request };
+            return self.spawn_with(request, link, monitor);
+        }
+        let opts = SpawnOpts {
+            link,
+            monitor,
+            memory_limit: request.memory_limit,
+            mailbox_limit: request.mailbox_limit,
+            fuel: request.fuel,
+        };
+        let clock = request.grants.clock;
+        let node_name = node;
+        self.node
+            .spawn_remote(
+                node_name,
+                request.module,
+                request.code,
+                request.entry,
+                request.args,
+                opts,
+                &self.entry,
+                clock,
+            )
+            .await
     }
 
     /// Links to `pid`.

@@ -45,6 +45,7 @@ pub(crate) async fn run(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Lau
     };
     // The store (and with it the pool slot) is gone once the select above has finished.
     node.table.guests.fetch_sub(1, Ordering::AcqRel);
+    node.output_acks.remove(&me.pid);
     node.process_ended(&me, reason);
 }
 

@@ -71,7 +71,9 @@ impl ProcState {
         memory_limit: u64,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
-        let out = |stream| ForwardOutput::new(Arc::downgrade(&node), me.pid, me.group_leader, stream);
+        let acks = (me.group_leader.node != node.id).then(|| node.output_acks_for(me.pid, me.group_leader));
+        let out =
+            |stream| ForwardOutput::new(Arc::downgrade(&node), me.pid, me.group_leader, stream, acks.clone());
         wasi.stdout(out(Stream::Stdout)).stderr(out(Stream::Stderr)).allow_tcp(false).allow_udp(false);
         if !grants.clock {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
