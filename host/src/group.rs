@@ -23,6 +23,7 @@ pub struct GroupLeader {
 
 impl GroupLeader {
     pub(crate) fn new(process: HostProcess) -> Self {
+        process.lead_group();
         Self { process, live: HashSet::new(), ended_early: HashSet::new(), joined_any: false }
     }
 

@@ -27,7 +27,10 @@ enum Command {
     /// Run ENTRY of a module on a throwaway local node, print the output of it and of the
     /// processes it spawns, and exit when all have ended (status 0 if ENTRY ended normally).
     Run(RunArgs),
-    /// Run the built-in demo: the Erlang tutorial's ping-pong.
+    /// Run the built-in demo: the Erlang tutorial's tut22 on two nodes. This process is node
+    /// pong@localhost, a second OS process is ping@localhost (fresh cookie, private port
+    /// mapper); `start` runs on pong and spawns ping on the other node, shipping the module
+    /// there, and all output comes home here.
     Demo(NodeArgs),
     /// Start a named node that joins a cluster and runs until Ctrl-C.
     Node(NodeCmd),
@@ -186,6 +189,12 @@ struct RunArgs {
     node: NodeArgs,
     #[command(flatten)]
     grants: GrantArgs,
+    /// Make the throwaway node a named node of a cluster (`name@host`), so that the process
+    /// can talk to and spawn on other nodes.
+    #[arg(long, value_name = "NAME@HOST")]
+    name: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// Settings of the local node.
@@ -281,11 +290,14 @@ fn main() -> ExitCode {
             Command::Run(args) => {
                 let bytes = std::fs::read(&args.module)
                     .with_context(|| format!("cannot read {}", args.module.display()))?;
-                run(&args.node, bytes, &args.entry, &args.args, args.grants.grants()).await
+                let mut config = args.node.config();
+                if let Some(name) = &args.name {
+                    config.name = name.clone();
+                    config.dist = Some(args.cluster.dist(name, false)?);
+                }
+                run(config, args.node.fuel, bytes, &args.entry, &args.args, args.grants.grants()).await
             }
-            Command::Demo(node) => {
-                run(&node, demo::PING_PONG_WASM.to_vec(), "main", &[], Grants::default()).await
-            }
+            Command::Demo(node) => demo(&node).await,
             Command::Node(cmd) => node(cmd).await,
             Command::Nodes(cmd) => nodes(cmd).await,
             Command::Spawn(cmd) => spawn(cmd).await,
@@ -303,18 +315,19 @@ fn main() -> ExitCode {
 
 /// Runs `entry` on a throwaway node until every process of its group has ended.
 async fn run(
-    node_args: &NodeArgs,
+    config: NodeConfig,
+    fuel: Option<u64>,
     bytes: Vec<u8>,
     entry: &str,
     args: &[String],
     grants: Grants,
 ) -> anyhow::Result<ExitCode> {
-    let node = Node::start(node_args.config())?;
+    let node = Node::start(config)?;
     let module = node.load(bytes).await.context("cannot load the module")?;
     let mut group = node.group_leader();
     let mut request = SpawnRequest::new(module, entry).args(demo::text_args(args)).group_leader(group.pid());
     request.grants = grants;
-    request.fuel = node_args.fuel;
+    request.fuel = fuel;
     let pid = node.spawn(request)?;
     let reason = group.print_until_done(pid, &mut std::io::stdout(), &mut std::io::stderr()).await;
     drop(group);
@@ -481,4 +494,52 @@ async fn nodes(cmd: NodesCmd) -> anyhow::Result<ExitCode> {
         }
         other => anyhow::bail!("unexpected answer from {}: {other:?}", cmd.node),
     }
+}
+
+/// `spore demo`: tut22 between this process and a second `spore node` process.
+async fn demo(node_args: &NodeArgs) -> anyhow::Result<ExitCode> {
+    let cookie = cookie::generate()?;
+    let mapper = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let exe = std::env::current_exe().context("cannot find the spore executable")?;
+    let mut ping = std::process::Command::new(exe)
+        .args(["node", "--name", "ping@localhost", "--cookie", &cookie, "--mapper-port", &mapper.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start the ping node")?;
+    let result = async {
+        let mut config = node_args.config();
+        config.name = "pong@localhost".into();
+        let mut dist = DistConfig::new(cookie.clone());
+        dist.mapper_port = Some(mapper);
+        config.dist = Some(dist);
+        let node = Node::start(config)?;
+        eprintln!("spore demo: this process is pong@localhost; ping@localhost is process {}", ping.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while let Err(e) = node.connect("ping@localhost").await {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "the ping node did not come up: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let module = node.load(demo::PING_PONG_WASM.to_vec()).await?;
+        let mut group = node.group_leader();
+        let request = SpawnRequest::new(module, "start")
+            .args(demo::text_args(&["ping@localhost"]))
+            .group_leader(group.pid());
+        let pid = node.spawn(request)?;
+        let reason = group.print_until_done(pid, &mut std::io::stdout(), &mut std::io::stderr()).await;
+        drop(group);
+        node.shutdown();
+        Ok::<_, anyhow::Error>(reason)
+    }
+    .await;
+    let _ = ping.kill();
+    let _ = ping.wait();
+    Ok(match result? {
+        ExitReason::Normal => ExitCode::SUCCESS,
+        reason => {
+            eprintln!("spore demo: start exited: {reason}");
+            ExitCode::FAILURE
+        }
+    })
 }

@@ -562,25 +562,26 @@ impl NodeInner {
     /// group (spawned without a leader) writes to the node's own stdout and stderr, as
     /// Erlang's `user` does; events for a leader that is gone are dropped.
     pub fn group_event(self: &Arc<Self>, leader: Pid, event: GroupEvent) {
-        if let GroupEvent::Output { from, stream, bytes } = &event
-            && *from == leader
+        if leader.node != self.id {
+            self.group_event_remote(leader, event);
+            return;
+        }
+        let target = self.table.get(&leader);
+        if let Some(target) = &target
+            && target.leads_group.load(Ordering::Acquire)
         {
+            // Group events are signals: never refused by the mailbox bound.
+            let _ = target.mailbox.push(Incoming::Group(event));
+            return;
+        }
+        // No group leader collects it (the process leads its own group, or a plain host
+        // process spawned it): output goes to the node's own stdout and stderr.
+        if let GroupEvent::Output { stream, bytes, .. } = &event {
             use std::io::Write;
             let _ = match stream {
                 Stream::Stdout => std::io::stdout().write_all(bytes),
                 Stream::Stderr => std::io::stderr().write_all(bytes),
             };
-            return;
-        }
-        if leader.node != self.id {
-            self.group_event_remote(leader, event);
-            return;
-        }
-        if let Some(target) = self.table.get(&leader)
-            && matches!(target.kind, ProcessKind::Host)
-        {
-            // Group events are signals: never refused by the mailbox bound.
-            let _ = target.mailbox.push(Incoming::Group(event));
         }
     }
 

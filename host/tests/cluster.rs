@@ -234,3 +234,61 @@ async fn a_killed_node_fires_links_monitors_and_nodedown_and_its_pids_go_stale()
     let received = again.output().iter().filter(|l| l.contains("Pong received ping")).count();
     assert_eq!(received, 1, "the stale pid reached the new incarnation: {:?}", again.output());
 }
+
+#[test]
+fn tut22_across_two_os_processes_prints_everything_on_the_spawning_node() {
+    let dir = scratch("tut22");
+    let mapper = free_port();
+    let mut pong = NodeProcess::start(&dir, "pong@localhost", mapper, &[]);
+    let mut ping = NodeProcess::start(&dir, "ping@localhost", mapper, &[]);
+    pong.wait_for("listening on");
+    ping.wait_for("listening on");
+    let module = dir.join("ping_pong.wasm");
+    for round in 0..3 {
+        let out = Command::new(env!("CARGO_BIN_EXE_spore"))
+            .args(["spawn"])
+            .arg(&module)
+            .args([
+                "start",
+                "--on",
+                "pong@localhost",
+                "--cookie",
+                COOKIE,
+                "--mapper-port",
+                &mapper.to_string(),
+            ])
+            .args(["--", "ping@localhost"])
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .output()
+            .expect("run spore spawn");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        let expected =
+            "Pong received ping\nPing received pong\n".repeat(3) + "Ping finished\nPong finished\n";
+        assert_eq!(stdout, expected, "round {round}");
+    }
+    // Nothing printed on the nodes themselves: the output went home.
+    assert!(pong.output().is_empty() && ping.output().is_empty(), "{:?} {:?}", pong.output(), ping.output());
+    // `spore ps` lists a node's processes.
+    let out = Command::new(env!("CARGO_BIN_EXE_spore"))
+        .args(["ps", "--node", "pong@localhost", "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
+        .output()
+        .expect("run spore ps");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && table.starts_with("PID"), "{table}");
+}
+
+#[test]
+fn spawning_on_an_unknown_node_fails_with_a_clear_error() {
+    let dir = scratch("nonode");
+    std::fs::write(dir.join("ping_pong.wasm"), spore_host::demo::PING_PONG_WASM).expect("write module");
+    let out = Command::new(env!("CARGO_BIN_EXE_spore"))
+        .args(["spawn"])
+        .arg(dir.join("ping_pong.wasm"))
+        .args(["--on", "nobody@localhost", "--cookie", COOKIE, "--mapper-port", &free_port().to_string()])
+        .output()
+        .expect("run spore spawn");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nobody@localhost") && err.contains("unreachable"), "{err}");
+}

@@ -99,7 +99,8 @@ pub fn dist_node(name: &str, cookie: &str, mapper_port: u16) -> Node {
     let mut dist = DistConfig::new(cookie);
     dist.mapper_port = Some(mapper_port);
     dist.tick = TICK;
-    let config = NodeConfig { dist: Some(dist), ..test_config(name) };
+    // No disk cache: each node must receive the modules it runs, so shipping can be counted.
+    let config = NodeConfig { dist: Some(dist), cache_dir: CacheDir::Disabled, ..test_config(name) };
     Node::start(config).expect("start distributed node")
 }
 

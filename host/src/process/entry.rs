@@ -46,6 +46,8 @@ pub struct ProcessEntry {
     pub mailbox: Mailbox,
     /// Whether exit signals become messages.
     pub trap_exit: AtomicBool,
+    /// A host process collecting its group's output (a [`GroupLeader`](crate::GroupLeader)).
+    pub leads_group: AtomicBool,
     /// Linear memory in bytes, updated by the limiter as the guest grows it.
     pub memory: AtomicU64,
     /// What it is doing: [`RUNNING`], [`WAITING`] or [`SLEEPING`].
@@ -86,6 +88,7 @@ impl ProcessEntry {
             started: Instant::now(),
             mailbox: Mailbox::new(mailbox_limit),
             trap_exit: AtomicBool::new(false),
+            leads_group: AtomicBool::new(false),
             memory: AtomicU64::new(0),
             state: AtomicU8::new(RUNNING),
             signals: Mutex::new(Signals { alive: true, ..Signals::default() }),

@@ -164,6 +164,11 @@ impl HostProcess {
         self.node.exit_signal(self.entry.pid, pid, ExitReason::Killed, true);
     }
 
+    /// Makes it receive its group's events (see [`GroupLeader`](crate::GroupLeader)).
+    pub(crate) fn lead_group(&self) {
+        self.entry.leads_group.store(true, Ordering::Release);
+    }
+
     /// Entries waiting in the mailbox.
     pub fn pending(&self) -> usize {
         self.entry.mailbox.len()

@@ -1,0 +1,252 @@
+//! Spawning on other nodes: code shipped once by content hash, typed errors for bad
+//! modules, deadlines, atomic links across nodes, output coming home, the disk cache.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use spore_host::proto::{self, Frame, Hello, ModuleHeader, PROTOCOL_VERSION};
+use spore_host::transport::tls::ClusterIdentity;
+use spore_host::transport::{Transport, peer};
+use spore_host::{
+    CacheDir, DistConfig, ExitReason, Incoming, Node, NodeConfig, Selector, SpawnError, SpawnRequest, cbor,
+};
+use spore_tests::{
+    DEADLINE, TICK, cluster, dist_node, free_port, guests, int, next_message, next_signal, text,
+};
+
+fn echo_request() -> SpawnRequest {
+    SpawnRequest::from_bytes(std::fs::read(guests::ECHO).expect("echo guest"), "echo")
+}
+
+#[tokio::test]
+async fn a_module_is_shipped_once_however_many_spawns_follow() -> anyhow::Result<()> {
+    let nodes = cluster("once", 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let me = a.host_process();
+    for i in 0..5u64 {
+        let pid = me.spawn_on(b.name(), echo_request()).await?;
+        me.send(pid, 1, cbor::to_bytes(&int(i))).await?;
+        let (from, value) = next_message(&me).await?;
+        ensure!(from == pid && value == int(i));
+    }
+    assert_eq!(a.stats().modules_shipped, 1, "{:?}", a.stats());
+    assert_eq!(b.stats().modules_received, 1, "{:?}", b.stats());
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_modules_and_entries_are_typed_errors_and_the_target_keeps_serving() -> anyhow::Result<()> {
+    let mapper = free_port();
+    let a = dist_node("badmod0@localhost", "test-cookie", mapper);
+    let mut dist = DistConfig::new("test-cookie");
+    dist.mapper_port = Some(mapper);
+    let config = NodeConfig {
+        max_module_bytes: 100_000,
+        cache_dir: CacheDir::Disabled,
+        dist: Some(dist),
+        ..spore_tests::test_config("badmod1@localhost")
+    };
+    let b = Node::start(config)?;
+    let me = a.host_process();
+
+    let err =
+        me.spawn_on(b.name(), SpawnRequest::from_bytes(&b"not wasm at all"[..], "main")).await.unwrap_err();
+    assert!(matches!(&err, SpawnError::InvalidModule(m) if m.contains("not a WebAssembly file")), "{err}");
+
+    let big = std::fs::read(guests::PING_PONG)?;
+    ensure!(big.len() > 100_000, "the ping-pong guest is small enough to fit the limit");
+    let err = me.spawn_on(b.name(), SpawnRequest::from_bytes(big, "main")).await.unwrap_err();
+    assert_eq!(err, SpawnError::TooLarge(100_000));
+
+    let small = std::fs::read(guests::ECHO)?;
+    ensure!(small.len() <= 100_000, "the echo guest is {} bytes", small.len());
+    let err = me.spawn_on(b.name(), SpawnRequest::from_bytes(small, "nope")).await.unwrap_err();
+    assert!(
+        matches!(&err, SpawnError::UnknownEntry { entry, available } if entry == "nope" && available == "echo")
+    );
+
+    // Still serving.
+    let pid = me.spawn_on(b.name(), echo_request()).await?;
+    me.send(pid, 0, cbor::to_bytes(&text("alive"))).await?;
+    ensure!(next_message(&me).await?.1 == text("alive"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn bytes_that_do_not_match_their_hash_are_refused() -> anyhow::Result<()> {
+    let nodes = cluster("hash", 1);
+    let b = &nodes[0];
+    let addr = b.local_addr().context("address")?;
+    let identity = ClusterIdentity::from_cookie(b"test-cookie", "rogue@localhost")?;
+    let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+    let conn = transport.connect(addr, b.name()).await?;
+    let hello =
+        Hello { version: PROTOCOL_VERSION, name: "rogue@localhost".into(), incarnation: 1, hidden: true };
+    let mut est = peer::dial(&conn, hello, b.name(), 1 << 20).await?;
+    let echo = std::fs::read(guests::ECHO)?;
+    let module = spore_host::ModuleId::of(&echo);
+    let rogue = spore_host::Pid { node: spore_host::NodeId::of("rogue@localhost"), incarnation: 1, index: 1 };
+    let request = Frame::SpawnRequest {
+        reference: 7,
+        module,
+        entry: "echo".into(),
+        parent: rogue,
+        leader: rogue,
+        leader_node: "rogue@localhost".into(),
+        link: false,
+        monitor: None,
+        memory_limit: None,
+        mailbox_limit: None,
+        fuel: None,
+        clock: false,
+    };
+    let mut buf = bytes::BytesMut::new();
+    proto::encode(&request, &[], &mut buf);
+    est.send.write_all(&buf).await?;
+    let (need, _) = est.reader.next().await?.context("no answer")?;
+    ensure!(matches!(need, Frame::SpawnNeed { reference: 7, .. }), "{need:?}");
+    // Ship other bytes under the module's id.
+    let mut corrupt = echo.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let mut uni = conn.open_uni().await?;
+    let header = postcard::to_stdvec(&ModuleHeader { module, size: corrupt.len() as u64 })?;
+    uni.write_all(&(header.len() as u32).to_le_bytes()).await?;
+    uni.write_all(&header).await?;
+    uni.write_all(&corrupt).await?;
+    uni.finish()?;
+    let (reply, _) = est.reader.next().await?.context("no reply")?;
+    let Frame::SpawnReply { reference: 7, result: Err(SpawnError::InvalidModule(m)) } = reply else {
+        anyhow::bail!("expected a refusal, got {reply:?}");
+    };
+    ensure!(m.contains("hash mismatch"), "{m}");
+    ensure!(b.process_count() == 0, "nothing was spawned");
+    Ok(())
+}
+
+/// A node that completes the handshake, reads one spawn request, then does `then`.
+async fn fake_target(transport: Transport, name: &str, close: bool) {
+    let Some(incoming) = transport.accept().await else { return };
+    let Ok(conn) = incoming.await else { return };
+    let hello = Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 9, hidden: false };
+    let Ok(mut est) = peer::accept(&conn, hello, 1 << 20, |_| Ok(())).await else { return };
+    while let Ok(Some((frame, _))) = est.reader.next().await {
+        if matches!(frame, Frame::SpawnRequest { .. }) {
+            if close {
+                conn.close(0u32.into(), b"dying");
+            }
+            // Otherwise: never answer, keep the connection.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_target_dying_or_silent_during_a_spawn_is_an_error_within_the_deadline() -> anyhow::Result<()> {
+    for (fake_name, close) in [("dying@localhost", true), ("silent@localhost", false)] {
+        let identity = ClusterIdentity::from_cookie(b"test-cookie", fake_name)?;
+        let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+        let fake_addr = transport.local_addr();
+        let fake = tokio::spawn(fake_target(transport, fake_name, close));
+        let mut dist = DistConfig::new("test-cookie");
+        dist.mapper_port = None;
+        dist.addresses.insert(fake_name.into(), fake_addr);
+        let config = NodeConfig {
+            spawn_timeout: Duration::from_secs(2),
+            dist: Some(dist),
+            ..spore_tests::test_config(&format!("asker-{close}@localhost"))
+        };
+        let a = Node::start(config)?;
+        let me = a.host_process();
+        let started = Instant::now();
+        let err = me.spawn_on(fake_name, echo_request()).await.unwrap_err();
+        let took = started.elapsed();
+        if close {
+            assert!(matches!(err, SpawnError::Unreachable(_)), "{err}");
+        } else {
+            assert_eq!(err, SpawnError::Timeout);
+        }
+        assert!(took < Duration::from_secs(4), "{fake_name}: the error took {took:?}");
+        fake.abort();
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_remote_spawn_link_dies_with_its_parents_node_and_tells_the_parent_of_its_own() -> anyhow::Result<()>
+{
+    // The parent's node goes down: the child dies with noconnection.
+    let mut nodes = cluster("plink", 2);
+    let b = nodes.pop().context("b")?;
+    let a = nodes.pop().context("a")?;
+    let parent = a.host_process();
+    let child = parent.spawn_link_on(b.name(), echo_request()).await?;
+    let watcher = b.host_process();
+    let monitor = watcher.monitor(child);
+    a.shutdown();
+    match next_signal(&watcher).await? {
+        Incoming::Down { monitor: m, reason, .. } if m == monitor => {
+            ensure!(reason == ExitReason::Noconnection, "{reason}")
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+
+    // The child's node goes down: the parent is told.
+    let mut nodes = cluster("clink", 2);
+    let b = nodes.pop().context("b")?;
+    let a = nodes.pop().context("a")?;
+    let parent = a.host_process();
+    let child = parent.spawn_link_on(b.name(), echo_request()).await?;
+    b.shutdown();
+    match parent.receive(&[Selector::Signals], Some(DEADLINE)).await {
+        Some(Incoming::Exit { from, reason }) if from == child => {
+            ensure!(reason == ExitReason::Noconnection, "{reason}")
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn output_of_remote_processes_comes_home_in_causal_order() -> anyhow::Result<()> {
+    let nodes = cluster("home", 3);
+    let (home, pong_node, ping_node) = (&nodes[0], &nodes[1], &nodes[2]);
+    let mut group = home.group_leader();
+    let code = std::fs::read(guests::PING_PONG)?;
+    for round in 0..3 {
+        let request = SpawnRequest::from_bytes(code.clone(), "start")
+            .args(spore_host::demo::text_args(&[ping_node.name()]));
+        let first = group.process().spawn_on(pong_node.name(), request).await?;
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let reason =
+            tokio::time::timeout(DEADLINE, group.print_until_done(first, &mut out, &mut err)).await?;
+        assert_eq!(reason, ExitReason::Normal, "round {round}");
+        let expected =
+            "Pong received ping\nPing received pong\n".repeat(3) + "Ping finished\nPong finished\n";
+        assert_eq!(String::from_utf8(out)?, expected, "round {round}");
+        group = home.group_leader();
+    }
+    // The module went to each node once.
+    assert_eq!(pong_node.stats().modules_received, 1);
+    assert_eq!(ping_node.stats().modules_received, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restarted_node_reuses_its_compiled_modules() -> anyhow::Result<()> {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("restart-cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = || NodeConfig {
+        cache_dir: CacheDir::Path(dir.clone()),
+        ..spore_tests::test_config("cache@localhost")
+    };
+    let first = Node::start(config())?;
+    let id = first.load_file(guests::ECHO).await?;
+    assert_eq!((first.stats().modules_compiled, first.stats().modules_from_disk), (1, 0));
+    first.shutdown();
+    let second = Node::start(config())?;
+    assert_eq!(second.load_file(guests::ECHO).await?, id);
+    assert_eq!((second.stats().modules_compiled, second.stats().modules_from_disk), (0, 1));
+    Ok(())
+}
