@@ -28,7 +28,7 @@ fn count_primes(below: u64, reply_to: Pid) {
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
 }
 
 spore_guest::entries!(main, count_primes);
