@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::rc::Rc;
 
 use ciborium::tag::Required;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -35,7 +36,7 @@ impl Pid {
 
     /// The name of the node this process runs on.
     pub fn node(&self) -> String {
-        node_name(self.node).unwrap_or_else(|| format!("{:016x}", self.node))
+        node_name(self.node).map_or_else(|| format!("{:016x}", self.node), |n| n.to_string())
     }
 
     /// The process's number on its node.
@@ -73,22 +74,26 @@ thread_local! {
 
 #[derive(Default)]
 struct NodeNames {
-    by_id: HashMap<u64, String>,
-    by_name: HashMap<String, u64>,
+    by_id: HashMap<u64, Rc<str>>,
+    by_name: HashMap<Rc<str>, u64>,
+}
+
+impl NodeNames {
+    fn remember(&mut self, id: u64, name: &str) -> Rc<str> {
+        let name: Rc<str> = Rc::from(name);
+        self.by_name.insert(Rc::clone(&name), id);
+        self.by_id.insert(id, Rc::clone(&name));
+        name
+    }
 }
 
 /// The name of node `id`, asking the host the first time.
-pub(crate) fn node_name(id: u64) -> Option<String> {
+pub(crate) fn node_name(id: u64) -> Option<Rc<str>> {
     if let Some(name) = NODES.with(|n| n.borrow().by_id.get(&id).cloned()) {
         return Some(name);
     }
     let name = wit_node::name_of(id)?;
-    NODES.with(|n| {
-        let mut n = n.borrow_mut();
-        n.by_name.insert(name.clone(), id);
-        n.by_id.insert(id, name.clone());
-    });
-    Some(name)
+    Some(NODES.with(|n| n.borrow_mut().remember(id, &name)))
 }
 
 /// The id of the node called `name`, telling the host about it the first time.
@@ -97,11 +102,7 @@ pub(crate) fn node_id(name: &str) -> u64 {
         return id;
     }
     let id = wit_node::resolve(name);
-    NODES.with(|n| {
-        let mut n = n.borrow_mut();
-        n.by_name.insert(name.to_owned(), id);
-        n.by_id.insert(id, name.to_owned());
-    });
+    NODES.with(|n| n.borrow_mut().remember(id, name));
     id
 }
 
@@ -109,7 +110,7 @@ impl Serialize for Pid {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let name = node_name(self.node)
             .ok_or_else(|| serde::ser::Error::custom(format!("pid {self} of an unknown node")))?;
-        Required::<_, PID_TAG>((name, self.incarnation, self.index)).serialize(s)
+        Required::<_, PID_TAG>((&*name, self.incarnation, self.index)).serialize(s)
     }
 }
 

@@ -222,7 +222,9 @@ impl Node {
             // Poll the timer and I/O driver often even while guests keep workers busy
             // (TECH-NOTES pitfall 3).
             .event_interval(8)
-            .enable_all()
+            // Timers only: process code does no I/O (the network has its own runtime), and a
+            // driver without I/O polls without a syscall.
+            .enable_time()
             .build()?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let id = NodeId::of(&config.name);

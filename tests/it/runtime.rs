@@ -274,3 +274,67 @@ async fn pids_inside_messages_can_be_forwarded_and_used_to_reply() -> anyhow::Re
     ensure!(node.value_pid(&parts[1]) == Some(answer));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_process_sees_no_clock_environment_or_files_unless_granted() -> anyhow::Result<()> {
+    let node = node("sandbox@localhost");
+    let sandbox = load(&node, guests::SANDBOX).await?;
+    let me = node.host_process();
+    let report = |v: &Value| -> anyhow::Result<(u64, bool, bool)> {
+        match v.as_array().map(Vec::as_slice) {
+            Some([Value::Integer(env), Value::Bool(clock), Value::Bool(fs)]) => {
+                Ok((u64::try_from(*env)?, *clock, *fs))
+            }
+            _ => anyhow::bail!("bad report {v:?}"),
+        }
+    };
+    spawn(&node, sandbox, "probe", vec![node.pid_value(me.pid())])?;
+    let (_, bare) = next_message(&me).await?;
+    assert_eq!(report(&bare)?, (0, false, false), "nothing granted");
+
+    let dir = std::env::temp_dir();
+    let mut request = SpawnRequest::new(sandbox, "probe")
+        .args(cbor::to_bytes(&Value::Array(vec![node.pid_value(me.pid())])));
+    request.grants = spore_host::Grants {
+        clock: true,
+        env: vec![("GREETING".into(), "hello".into())],
+        dirs: vec![spore_host::Preopen { host: dir.clone(), guest: "/".into(), writable: false }],
+    };
+    node.spawn(request.clone())?;
+    let (_, granted) = next_message(&me).await?;
+    assert_eq!(report(&granted)?, (1, true, true), "everything granted");
+
+    // A child asks for the clock and the environment but not files: it gets what its parent
+    // has and asks for, no more.
+    let child = SpawnRequest { entry: "child_probe".into(), ..request };
+    node.spawn(child)?;
+    let (_, inherited) = next_message(&me).await?;
+    assert_eq!(report(&inherited)?, (1, true, false));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fuel_budget_ends_a_process_that_spends_it() -> anyhow::Result<()> {
+    let mut config = spore_tests::test_config("fuel@localhost");
+    config.fuel = true;
+    let node = Node::start(config)?;
+    let spin = load(&node, guests::SPIN).await?;
+    let me = node.host_process();
+    let mut request = SpawnRequest::new(spin, "spin");
+    request.fuel = Some(50_000_000);
+    let (_, monitor) = me.spawn_monitor(request)?;
+    match next_signal(&me).await? {
+        Incoming::Down { monitor: m, reason, .. } if m == monitor => {
+            assert_eq!(reason, ExitReason::Limit("fuel budget exhausted".into()));
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+    // A node without fuel metering refuses budgets clearly.
+    let plain = spore_tests::node("nofuel@localhost");
+    let spin = load(&plain, guests::SPIN).await?;
+    let mut request = SpawnRequest::new(spin, "spin");
+    request.fuel = Some(1);
+    let err = plain.spawn(request).unwrap_err();
+    assert_eq!(err.to_string(), "limits refused: fuel budgets need a node started with fuel metering");
+    Ok(())
+}
