@@ -90,6 +90,17 @@ impl SpawnRequest {
         self
     }
 
+    /// The spawn options of this request, linked or monitored as asked.
+    pub(crate) fn opts(&self, link: bool, monitor: bool) -> SpawnOpts {
+        SpawnOpts {
+            link,
+            monitor,
+            memory_limit: self.memory_limit,
+            mailbox_limit: self.mailbox_limit,
+            fuel: self.fuel,
+        }
+    }
+
     /// Sends output (and membership) to `leader`.
     pub fn group_leader(mut self, leader: Pid) -> Self {
         self.group_leader = Some(leader);

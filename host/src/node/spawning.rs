@@ -64,13 +64,7 @@ impl NodeInner {
             .cache
             .get(&request.module)
             .ok_or_else(|| SpawnError::InvalidModule(format!("module {} is not loaded", request.module)))?;
-        let opts = SpawnOpts {
-            link,
-            monitor,
-            memory_limit: request.memory_limit,
-            mailbox_limit: request.mailbox_limit,
-            fuel: request.fuel,
-        };
+        let opts = request.opts(link, monitor);
         let prepared = self.prepare(
             module,
             request.entry,

@@ -11,7 +11,7 @@ use super::entry::ProcessEntry;
 use super::{ExitReason, Incoming, Pid, Ref, Selector};
 use crate::error::{SendError, SpawnError};
 use crate::node::NodeInner;
-use crate::node::{Parent, SpawnOpts, SpawnRequest};
+use crate::node::{Parent, SpawnRequest};
 
 /// A process whose code is the caller's Rust code.
 ///
@@ -121,13 +121,7 @@ impl HostProcess {
             let request = SpawnRequest { group_leader: Some(self.entry.group_leader), ..request };
             return self.spawn_with(request, link, monitor);
         }
-        let opts = SpawnOpts {
-            link,
-            monitor,
-            memory_limit: request.memory_limit,
-            mailbox_limit: request.mailbox_limit,
-            fuel: request.fuel,
-        };
+        let opts = request.opts(link, monitor);
         let clock = request.grants.clock;
         let node_name = node;
         self.node
