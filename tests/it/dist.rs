@@ -8,7 +8,7 @@ use ciborium::Value;
 use spore_host::proto::{Frame, Hello, PROTOCOL_VERSION};
 use spore_host::transport::tls::ClusterIdentity;
 use spore_host::transport::{ConnectError, Transport, peer};
-use spore_host::{ExitReason, Incoming, Selector, SpawnRequest, cbor};
+use spore_host::{DistConfig, ExitReason, Incoming, Selector, SpawnRequest, cbor};
 use spore_tests::{
     DEADLINE, TICK, cluster, dist_node, free_port, guests, int, load, next_message, next_node_event,
     next_signal, spawn, text,
@@ -261,5 +261,42 @@ async fn sending_to_a_name_on_another_node_reaches_it() -> anyhow::Result<()> {
     me.send_named("echo", Some(b.name()), 0, cbor::to_bytes(&text("via name"))).await?;
     let (from, value) = next_message(&me).await?;
     ensure!(from == target && value == text("via name"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_cluster_becomes_a_mesh_and_hidden_nodes_stay_out_of_it() -> anyhow::Result<()> {
+    let mapper = free_port();
+    let a = dist_node("mesha@localhost", "test-cookie", mapper);
+    let b = dist_node("meshb@localhost", "test-cookie", mapper);
+    let c = dist_node("meshc@localhost", "test-cookie", mapper);
+    let watcher = a.host_process();
+    watcher.monitor_nodes(true);
+    a.connect(b.name()).await?;
+    c.connect(b.name()).await?;
+    // A hears of C from B (or C of A) and connects: A sees two nodeups.
+    let mut up = std::collections::BTreeSet::new();
+    while up.len() < 2 {
+        let (name, is_up, _) = next_node_event(&watcher, DEADLINE).await?;
+        ensure!(is_up, "unexpected nodedown of {name}");
+        up.insert(name);
+    }
+    ensure!(up == [b.name().to_owned(), c.name().to_owned()].into_iter().collect());
+
+    // A hidden node connects without appearing anywhere.
+    let mut hidden = DistConfig::new("test-cookie");
+    hidden.mapper_port = Some(mapper);
+    hidden.hidden = true;
+    let config = spore_host::NodeConfig { dist: Some(hidden), ..spore_tests::test_config("tool@localhost") };
+    let tool = spore_host::Node::start(config)?;
+    tool.connect(a.name()).await?;
+    let reply = tool.query(a.name(), spore_host::proto::Query::Nodes).await?;
+    ensure!(
+        reply == spore_host::proto::QueryReply::Nodes(vec![b.name().to_owned(), c.name().to_owned()]),
+        "{reply:?}"
+    );
+    ensure!(tool.nodes() == vec![a.name().to_owned()], "the tool sees its own connection");
+    let quiet = watcher.receive(&[Selector::Signals], Some(Duration::from_millis(300))).await;
+    ensure!(quiet.is_none(), "a hidden node caused {quiet:?}");
     Ok(())
 }
