@@ -212,6 +212,10 @@ struct NodeArgs {
     /// Compile without the on-disk cache of compiled modules.
     #[arg(long)]
     no_cache: bool,
+    /// Instantiate linear memories from copy-on-write images (faster for modules with large
+    /// data segments; slower for small guests).
+    #[arg(long)]
+    copy_on_write: bool,
 }
 
 /// Capabilities granted to the first process (and passed on only where it asks).
@@ -260,6 +264,7 @@ impl NodeArgs {
         let mut config = NodeConfig {
             max_processes: self.max_processes,
             fuel: self.fuel.is_some(),
+            copy_on_write: self.copy_on_write,
             ..NodeConfig::default()
         };
         config.limits.memory_bytes = self.memory_limit << 20;

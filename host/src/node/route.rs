@@ -213,7 +213,7 @@ impl NodeInner {
                 pid: e.pid,
                 name: e.name(),
                 module: match &e.kind {
-                    ProcessKind::Guest { module, entry } => Some((module.clone(), entry.clone())),
+                    ProcessKind::Guest { module, entry } => Some((module.to_string(), entry.clone())),
                     ProcessKind::Host => None,
                 },
                 memory: e.memory.load(std::sync::atomic::Ordering::Relaxed),

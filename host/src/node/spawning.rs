@@ -132,7 +132,7 @@ impl NodeInner {
         }
         let pid = self.table.new_pid();
         let leader = leader.unwrap_or(pid);
-        let kind = ProcessKind::Guest { module: module.id.to_string(), entry: entry.clone() };
+        let kind = ProcessKind::Guest { module: module.id, entry: entry.clone() };
         let mailbox_limit = opts.mailbox_limit.unwrap_or(self.config.limits.mailbox_len);
         let me = Arc::new(ProcessEntry::new(pid, leader, kind, mailbox_limit));
         self.table.insert(Arc::clone(&me));

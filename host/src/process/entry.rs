@@ -23,8 +23,8 @@ pub const SLEEPING: u8 = 2;
 pub enum ProcessKind {
     /// A wasm component instance.
     Guest {
-        /// The module's id (hex SHA-256).
-        module: String,
+        /// The module's id.
+        module: crate::cache::ModuleId,
         /// The entry it was started with.
         entry: String,
     },
