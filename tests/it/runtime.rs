@@ -338,3 +338,18 @@ async fn a_fuel_budget_ends_a_process_that_spends_it() -> anyhow::Result<()> {
     assert_eq!(err.to_string(), "limits refused: fuel budgets need a node started with fuel metering");
     Ok(())
 }
+
+#[tokio::test]
+async fn timers_fire_in_order_and_cancelled_ones_do_not() -> anyhow::Result<()> {
+    let node = node("timers@localhost");
+    let limits = load(&node, guests::LIMITS).await?;
+    let me = node.host_process();
+    spawn(&node, limits, "timers", vec![node.pid_value(me.pid())])?;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let (_, v) = next_message(&me).await?;
+        got.push(as_text(&v)?.to_owned());
+    }
+    assert_eq!(got, ["early", "late", "slept"]);
+    Ok(())
+}

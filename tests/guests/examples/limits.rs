@@ -30,4 +30,14 @@ fn deaf() {
     spore_guest::sleep(Duration::from_secs(3600));
 }
 
-spore_guest::entries!(send_big, wait, deaf);
+/// Sets three timers for `parent` (one cancelled), sleeps past them, then says "slept".
+fn timers(parent: Pid) {
+    spore_guest::send_after(Duration::from_millis(60), parent, "late").expect("timer");
+    spore_guest::send_after(Duration::from_millis(10), parent, "early").expect("timer");
+    let cancelled = spore_guest::send_after(Duration::from_millis(30), parent, "cancelled").expect("timer");
+    assert!(spore_guest::cancel_timer(cancelled));
+    spore_guest::sleep(Duration::from_millis(100));
+    send(parent, "slept");
+}
+
+spore_guest::entries!(send_big, wait, deaf, timers);
