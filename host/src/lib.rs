@@ -18,9 +18,9 @@
 //! - [`process`]: pids, exit reasons, mailboxes, the process table, the guest driver.
 //! - [`api`](crate::api) (private): the WIT bindings and one module per WIT interface.
 //! - [`cbor`]: messages in the guest SDK's encoding, for host code.
-//! - [`dist`]: peers, connections on first use, node up and down.
+//! - [`dist`]: peers, connections on first use, module shipping, node up and down.
 //! - [`proto`]: the wire vocabulary and codec, without I/O.
-//! - [`transport`]: QUIC and mutual TLS keyed by the cookie (the only user of quinn).
+//! - [`transport`]: the QUIC endpoint, mutual TLS keyed by the cookie, the connection tasks.
 //! - [`mapper`]: the port mapper (Spore's epmd). [`cookie`]: the cookie file.
 //! - [`cache`]: modules by content hash, compiled once and cached on disk.
 //! - [`group`]: group leaders, where output comes home.
