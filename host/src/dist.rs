@@ -441,15 +441,17 @@ async fn dial(node: Weak<NodeInner>, peer: Arc<Peer>) {
             let mut status = peer.status.subscribe();
             let up = status.wait_for(|s| matches!(s, Status::Up));
             if tokio::time::timeout(peer::HANDSHAKE_TIMEOUT, up).await.is_err() {
-                let _ = peer.status.send_replace(Status::Failed(ConnectError::Duplicate { node: name }));
-                lost(&n, &peer, "connect failed", false);
+                let failure = ConnectError::Duplicate { node: name };
+                lost(&n, &peer, &failure.to_string(), false);
+                peer.status.send_replace(Status::Failed(failure));
             }
         }
         Err(e) => {
             tracing::debug!(peer = %peer.name, "connect failed: {e}");
-            let reason = e.to_string();
-            let _ = peer.status.send_replace(Status::Failed(e));
-            lost(&n, &peer, &reason, false);
+            // The failed peer leaves the table before its waiters wake, so that a retry dials
+            // again instead of finding this attempt's failure.
+            lost(&n, &peer, &e.to_string(), false);
+            peer.status.send_replace(Status::Failed(e));
         }
     }
 }
@@ -498,7 +500,7 @@ fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dia
     dist.net.spawn(peer::run_writer(send, queue, Arc::clone(&peer.credit)));
     dist.net.spawn(read_loop(Arc::downgrade(node), Arc::clone(&peer), conn.clone(), reader));
     dist.net.spawn(accept_modules(Arc::downgrade(node), conn));
-    let _ = peer.status.send_replace(Status::Up);
+    peer.status.send_replace(Status::Up);
     if !hello.hidden {
         node.node_up(&peer.name);
         if !dist.config.hidden {

@@ -1,29 +1,60 @@
-//! The local benchmark workloads of shared/bench/WORKLOADS.md on a Spore node: W1 (local
-//! ping-pong), W4a (spawns of processes that exit at once), W4b (spawns of processes that stay
-//! alive, and memory per process).
+//! The benchmark workloads of shared/bench/WORKLOADS.md on Spore nodes: W1 (local ping-pong),
+//! W4a (spawns of processes that exit at once), W4b (spawns of processes that stay alive, and
+//! memory per process), and across two nodes W2 (remote ping-pong by registered name), W3 and
+//! W3b (remote throughput, 64-byte and 64 KiB payloads), W5 (remote spawn), W5b (shipping,
+//! loading and first spawn of never-seen modules) and W6 (connection setup, wrong-cookie
+//! rejection); plus the loopback floor (64-byte UDP and TCP round trips).
 //!
 //! ```sh
-//! cargo bench --bench workloads                    # full N, 1 warm-up + 5 measured reps
-//! cargo bench --bench workloads -- --quick         # small N, 1 warm-up + 2 reps
-//! cargo bench --bench workloads -- --only W1,W4b   # some workloads (or name them: W4a)
-//! cargo bench --bench workloads -- --n W1=200000 --reps 3
+//! cargo build --release -p spore-host                  # the `spore` binary, run as node B
+//! cargo bench --bench workloads                        # full N, 1 warm-up + 5 measured reps
+//! cargo bench --bench workloads -- --quick             # small N, 1 warm-up + 2 reps
+//! cargo bench --bench workloads -- --only W2,W3        # some workloads (`floor` is one too)
+//! cargo bench --bench workloads -- --pin same          # placement: split (default), same, none
+//! cargo bench --bench workloads -- --n W2=20000 --reps 3 --no-floor
 //! ```
 //!
-//! The guest side is tests/guests/examples/bench.rs: a driver entry per workload, spawned by
-//! the host, which reports to a host process. Wall time is measured here, on the host, from
-//! the host's `"go"` to the driver's report (W4a: until the node's process count is back to
-//! its value before the run, polled every 1 ms, as the Erlang harness does).
+//! Topology. Node A is a [`Node`] in this OS process, started fresh for every repetition.
+//! Node B (`benchb@localhost`) is a `spore node` OS process (target/release/spore next to this
+//! binary's directory, or `$SPORE_BIN`) started once before the first remote workload, with
+//! the same cookie and a private port mapper (which B serves); W5b starts a fresh peer per
+//! repetition (with an empty disk cache), W6 fresh peers C and X (X with another cookie).
+//! Every OS process the bench starts is killed when the bench ends, by a guard.
+//!
+//! CPU placement (`--pin`): `split` runs this process on CPU 0 (it re-executes itself under
+//! `taskset -c 0`) and every other node on CPU 1; `same` everything on CPU 0; `none` no
+//! pinning. Spore sizes its process runtime from the CPUs it may use, so `sched=` (this
+//! process's CPUs) is the worker count of node A, and of node B under `split` and `same`.
+//!
+//! Timing. For W1 and W4 the guest drivers (tests/guests/examples/bench.rs) report to a host
+//! process and the wall time is measured here, from the host's `"go"` to the report (W4a:
+//! until the node's process count is back to its value before the run, polled every 1 ms, as
+//! the Erlang harness does). The drivers of W2, W3 and W5 run on node A with the clock granted
+//! and time themselves (each round trip or spawn, and the total), as the Erlang driver
+//! process does. W5b and W6 are timed here, around the host-side calls.
 //!
 //! Output follows the spec: one line per workload on stdout,
 //! `<ID> spore <key>=<median> ... n=<N> reps=<R> pin=<placement> sched=<threads>
-//! range:<key>=<min>..<max> ...`; raw per-repetition values and notes go to stderr after `#`.
+//! range:<key>=<min>..<max> ...`, and `FLOOR udp64 ...` / `FLOOR tcp64 ...` lines; raw
+//! per-repetition values and notes go to stderr after `#`.
 
-use std::time::{Duration, Instant};
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
 use ciborium::Value;
 use spore_host::config::DEFAULT_MAX_PROCESSES;
-use spore_host::{CacheDir, HostProcess, Incoming, ModuleId, Node, NodeConfig, Pid, SpawnRequest, cbor};
+use spore_host::{
+    CacheDir, ConnectError, DistConfig, ExitReason, HostProcess, Incoming, ModuleId, Node, NodeConfig, Pid,
+    Ref, Selector, SpawnRequest, cbor,
+};
 use spore_tests::{guests, int, text};
 
 /// Measured repetitions of a full run (after one discarded warm-up).
@@ -38,6 +69,35 @@ const POLL: Duration = Duration::from_millis(1);
 const NODE_START_PATIENCE: Duration = Duration::from_secs(30);
 /// W4b's untimed pause after the spawns, so every process has reached its blocking receive.
 const SETTLE: Duration = Duration::from_millis(200);
+/// How long a `spore node` process may take to start listening.
+const BOOT_PATIENCE: Duration = Duration::from_secs(30);
+/// How long one connection attempt (W6) may take.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+/// Node B's name.
+const B_NAME: &str = "benchb@localhost";
+/// Node B's liveness tick, in seconds (`--tick`), the same as node A's default.
+const TICK_SECS: &str = "15";
+/// Set in the environment of this binary once it runs under `taskset`, so that it does not
+/// re-execute itself again.
+const PINNED_ENV: &str = "SPORE_BENCH_PINNED";
+/// Round trips of the floor measurement (the spec's), and of a `--quick` run.
+const FLOOR_N: usize = 100_000;
+/// Round trips of the floor measurement in a `--quick` run.
+const QUICK_FLOOR_N: usize = 20_000;
+/// Untimed round trips before the floor measurement (as the C floor tool does).
+const FLOOR_WARM_UP: usize = 2_000;
+/// W6: connection attempts with the wrong cookie after the first one.
+const W6_REJECTS: usize = 200;
+/// W6: the untimed pause after a refused attempt. `Node::connect` answers as soon as the
+/// attempt has failed, but the failed peer is removed a moment later on the node's network
+/// thread; an attempt made before that returns the same failure at once, without dialing.
+const W6_REJECT_PAUSE: Duration = Duration::from_millis(1);
+/// W6: the pause after A has seen the disconnect, before checking it is still down.
+const W6_DOWN_PAUSE: Duration = Duration::from_millis(5);
+/// W3b's payload size.
+const LARGE_PAYLOAD: u64 = 65_536;
+/// The payload size of the other workloads.
+const SMALL_PAYLOAD: u64 = 64;
 
 /// One workload: its id, what it reports, its N, and how to run one repetition.
 struct Workload {
@@ -51,8 +111,10 @@ struct Workload {
     quick_n: u64,
     /// Why N differs from the spec's, printed on stderr.
     n_note: &'static str,
-    /// Runs one repetition on a fresh node and returns one value per key.
-    run: fn(&tokio::runtime::Runtime, u64) -> anyhow::Result<Vec<f64>>,
+    /// Whether it needs node B (and so the `spore` binary).
+    remote: bool,
+    /// Runs one repetition on a fresh node A and returns one value per key.
+    run: fn(&Bench, u64) -> anyhow::Result<Vec<f64>>,
 }
 
 /// The workloads, in the order they run.
@@ -63,7 +125,35 @@ const WORKLOADS: &[Workload] = &[
         n: 500_000,
         quick_n: 100_000,
         n_note: "spec N is 5000000; lowered so that one repetition lasts 1-10 s here",
-        run: |rt, n| rt.block_on(w1(n)),
+        remote: false,
+        run: |b, n| b.rt.block_on(w1(n)),
+    },
+    Workload {
+        id: "W2",
+        keys: &["p50_us", "p99_us", "rtt_per_s", "mean_rtt_us"],
+        n: 50_000,
+        quick_n: 5_000,
+        n_note: "spec N is 100000; lowered so that one repetition lasts 1-10 s here",
+        remote: true,
+        run: |b, n| b.rt.block_on(w2(b.cluster()?, n)),
+    },
+    Workload {
+        id: "W3",
+        keys: &["msgs_per_s", "mb_per_s"],
+        n: 1_000_000,
+        quick_n: 100_000,
+        n_note: "spec N",
+        remote: true,
+        run: |b, n| b.rt.block_on(w3(b.cluster()?, n, SMALL_PAYLOAD)),
+    },
+    Workload {
+        id: "W3b",
+        keys: &["mb_per_s", "msgs_per_s"],
+        n: 60_000,
+        quick_n: 4_000,
+        n_note: "spec N is 80000; lowered so that one repetition lasts 1-10 s here",
+        remote: true,
+        run: |b, n| b.rt.block_on(w3(b.cluster()?, n, LARGE_PAYLOAD)),
     },
     Workload {
         id: "W4a",
@@ -71,7 +161,8 @@ const WORKLOADS: &[Workload] = &[
         n: 100_000,
         quick_n: 20_000,
         n_note: "spec N is 2000000; lowered so that one repetition lasts 1-10 s here",
-        run: |rt, n| rt.block_on(w4a(n)),
+        remote: false,
+        run: |b, n| b.rt.block_on(w4a(n)),
     },
     Workload {
         id: "W4b",
@@ -80,20 +171,111 @@ const WORKLOADS: &[Workload] = &[
         quick_n: 2_000,
         n_note: "spec N is 100000; each live instance costs about four kernel memory mappings, so \
                  vm.max_map_count caps live processes near max_map_count / 4",
-        run: |rt, n| rt.block_on(w4b(n)),
+        remote: false,
+        run: |b, n| b.rt.block_on(w4b(n)),
+    },
+    Workload {
+        id: "W5",
+        keys: &["spawns_per_s", "mean_us", "p50_us", "p99_us"],
+        n: 30_000,
+        quick_n: 4_000,
+        n_note: "spec N is 80000; lowered so that one repetition lasts 1-10 s here",
+        remote: true,
+        run: |b, n| b.rt.block_on(w5(b.cluster()?, n)),
+    },
+    Workload {
+        id: "W5b",
+        keys: &["p50_us", "mean_us", "p99_us", "module_bytes"],
+        n: 25,
+        quick_n: 5,
+        n_note: "n is K, the modules per repetition; spec K is 200, lowered so that one repetition \
+                 lasts 1-10 s here: each module is the 228 KB bench guest, which B compiles in ~0.3 s",
+        remote: true,
+        run: |b, n| b.rt.block_on(w5b(b.cluster()?, n)),
+    },
+    Workload {
+        id: "W6",
+        keys: &[
+            "connect_us",
+            "reconnect_p50_us",
+            "reconnect_p99_us",
+            "reject_first_us",
+            "reject_p50_us",
+            "rejected",
+        ],
+        n: 20,
+        quick_n: 5,
+        n_note: "spec M; n is M, the reconnect cycles per repetition",
+        remote: true,
+        run: |b, n| b.rt.block_on(w6(b.cluster()?, n)),
     },
 ];
+
+/// Where the nodes run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pin {
+    /// Node A (this process) on CPU 0, every other node on CPU 1: the spec's canonical one.
+    Split,
+    /// Every node on CPU 0.
+    Same,
+    /// No pinning.
+    None,
+}
+
+impl Pin {
+    /// The spec's name of the placement.
+    fn name(self) -> &'static str {
+        match self {
+            Pin::Split => "split",
+            Pin::Same => "same",
+            Pin::None => "none",
+        }
+    }
+
+    /// The CPU of this process (node A), for `taskset -c`.
+    fn a_cpu(self) -> Option<&'static str> {
+        match self {
+            Pin::Split | Pin::Same => Some("0"),
+            Pin::None => None,
+        }
+    }
+
+    /// The CPU of every other node and of the floor's echo process.
+    fn other_cpu(self) -> Option<&'static str> {
+        match self {
+            Pin::Split => Some("1"),
+            Pin::Same => Some("0"),
+            Pin::None => None,
+        }
+    }
+
+    /// A command that runs `program` on [`Pin::other_cpu`].
+    fn command_for_other(self, program: &Path) -> Command {
+        match self.other_cpu() {
+            Some(cpu) => {
+                let mut cmd = Command::new("taskset");
+                cmd.args(["-c", cpu]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+}
 
 /// Command-line options. Unknown arguments (such as the `--bench` cargo passes) are ignored.
 struct Options {
     /// Small N and fewer repetitions.
     quick: bool,
-    /// Run only these workloads (all when empty).
+    /// Run only these workloads (all when empty); `floor` names the floor measurement.
     only: Vec<String>,
     /// Measured repetitions.
     reps: usize,
     /// N overrides, by workload id.
     n: Vec<(String, u64)>,
+    /// The CPU placement.
+    pin: Pin,
+    /// Skip the floor measurement.
+    no_floor: bool,
 }
 
 impl Options {
@@ -101,8 +283,14 @@ impl Options {
     fn parse() -> anyhow::Result<Self> {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let quick = args.iter().any(|a| a == "--quick");
-        let mut options =
-            Options { quick, only: Vec::new(), reps: if quick { QUICK_REPS } else { REPS }, n: Vec::new() };
+        let mut options = Options {
+            quick,
+            only: Vec::new(),
+            reps: if quick { QUICK_REPS } else { REPS },
+            n: Vec::new(),
+            pin: Pin::Split,
+            no_floor: false,
+        };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -119,32 +307,62 @@ impl Options {
                     let spec = args.next().context("--n needs ID=N, e.g. --n W1=100000")?;
                     let (id, n) = spec.split_once('=').with_context(|| format!("bad --n {spec}"))?;
                     let n = n.parse().with_context(|| format!("bad --n {spec}"))?;
+                    ensure!(n > 0, "--n {spec}: N must be at least 1");
                     options.n.push((id.to_owned(), n));
                 }
+                "--pin" => {
+                    let pin = args.next().context("--pin needs split, same or none")?;
+                    options.pin = match pin.as_str() {
+                        "split" => Pin::Split,
+                        "same" => Pin::Same,
+                        "none" => Pin::None,
+                        _ => bail!("bad --pin {pin} (split, same or none)"),
+                    };
+                }
+                "--no-floor" => options.no_floor = true,
                 id if WORKLOADS.iter().any(|w| w.id == id) => options.only.push(id.to_owned()),
                 _ => {}
             }
         }
-        if let Some(unknown) = options.only.iter().find(|id| !WORKLOADS.iter().any(|w| w.id == *id)) {
-            bail!("unknown workload {unknown} (known: W1, W4a, W4b)");
+        let known = |id: &str| id == "floor" || WORKLOADS.iter().any(|w| w.id == id);
+        if let Some(unknown) = options.only.iter().find(|id| !known(id)) {
+            let ids: Vec<&str> = WORKLOADS.iter().map(|w| w.id).collect();
+            bail!("unknown workload {unknown} (known: {}, floor)", ids.join(", "));
         }
         Ok(options)
+    }
+
+    /// Whether workload (or `floor`) `id` runs.
+    fn selected(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == id)
     }
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--floor-echo") {
+        return floor_echo();
+    }
     let options = Options::parse()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    pin_self(options.pin)?;
     let sched = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = placement();
+    let pin = options.pin.name();
     eprintln!(
-        "# each repetition runs on a fresh Node in this one OS process (the spec asks for a new \
-         process per repetition); nodes use NodeConfig defaults"
+        "# pin={pin} (this process on CPUs {}); each repetition runs on a fresh Node A in this one OS \
+         process (the spec asks for a new process per repetition); nodes use NodeConfig defaults",
+        allowed_cpus().unwrap_or_else(|| "?".into())
     );
-    for workload in WORKLOADS {
-        if !options.only.is_empty() && !options.only.iter().any(|id| id == workload.id) {
-            continue;
+    let selected: Vec<&Workload> = WORKLOADS.iter().filter(|w| options.selected(w.id)).collect();
+    let remote = selected.iter().any(|w| w.remote);
+    if !options.no_floor && (remote || options.only.iter().any(|o| o == "floor")) {
+        let n = if options.quick { QUICK_FLOOR_N } else { FLOOR_N };
+        for line in floor(options.pin, n).context("floor")? {
+            println!("{line}");
         }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let cluster = if remote { Some(Cluster::start(spore_binary()?, options.pin)?) } else { None };
+    let bench = Bench { rt: runtime, cluster };
+    for workload in selected {
         let given = options.n.iter().find(|(id, _)| id == workload.id).map(|(_, n)| *n);
         let (n, why) = match given {
             Some(n) => (n, "set with --n"),
@@ -153,12 +371,12 @@ fn main() -> anyhow::Result<()> {
         };
         eprintln!("# {}: n={n} ({why}{})", workload.id, map_count_note(workload.id));
         let warm_up = Instant::now();
-        (workload.run)(&runtime, n).with_context(|| format!("{} warm-up", workload.id))?;
+        (workload.run)(&bench, n).with_context(|| format!("{} warm-up", workload.id))?;
         eprintln!("# {} warm-up took {:.2} s", workload.id, warm_up.elapsed().as_secs_f64());
         let mut samples = Vec::with_capacity(options.reps);
         for rep in 1..=options.reps {
             let started = Instant::now();
-            let values = (workload.run)(&runtime, n).with_context(|| format!("{} rep {rep}", workload.id))?;
+            let values = (workload.run)(&bench, n).with_context(|| format!("{} rep {rep}", workload.id))?;
             let took = started.elapsed().as_secs_f64();
             eprintln!(
                 "# {} spore rep={rep} {} rep_s={took:.2}",
@@ -167,14 +385,54 @@ fn main() -> anyhow::Result<()> {
             );
             samples.push(values);
         }
-        let mut line = result_line(workload, n, options.reps, &pin, sched, &samples);
+        let mut line = result_line(workload, n, options.reps, pin, sched, &samples);
         // Only W4b keeps more than a few processes alive at once.
         if workload.id == "W4b" && max_processes(n + 1) != DEFAULT_MAX_PROCESSES {
             line.push_str(&format!(" max_processes={}", max_processes(n + 1)));
         }
         println!("{line}");
+        if let Some(cluster) = &bench.cluster {
+            cluster.b.check_alive()?;
+        }
     }
     Ok(())
+}
+
+/// What a repetition runs with: the runtime that drives the host side, and the cluster
+/// when a remote workload runs.
+struct Bench {
+    /// Drives the host processes (nodes have runtimes of their own).
+    rt: tokio::runtime::Runtime,
+    /// Node B and how to start more nodes.
+    cluster: Option<Cluster>,
+}
+
+impl Bench {
+    /// The cluster (started in `main` when a remote workload is selected).
+    fn cluster(&self) -> anyhow::Result<&Cluster> {
+        self.cluster.as_ref().context("no cluster started")
+    }
+}
+
+/// A smoke run of the remote workloads, for tests/it/bench_smoke.rs: node B from `spore`,
+/// unpinned, node A with a small instance pool (it shares the test process with other
+/// nodes), tiny N, one repetition each and no floor. The workloads check their counts; nothing
+/// about time is checked. Returns the result lines.
+#[allow(dead_code, reason = "used by tests/it/bench_smoke.rs, which includes this file")]
+pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut cluster = Cluster::start(spore, Pin::None)?;
+    cluster.a_max_processes = 64;
+    cluster.rejects = 3;
+    let bench = Bench { rt, cluster: Some(cluster) };
+    let sched = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut lines = Vec::new();
+    for (id, n) in [("W2", 10), ("W3", 1_000), ("W3b", 10), ("W5", 10), ("W5b", 2), ("W6", 2)] {
+        let workload = WORKLOADS.iter().find(|w| w.id == id).context(id)?;
+        let values = (workload.run)(&bench, n).with_context(|| format!("{id} smoke run"))?;
+        lines.push(result_line(workload, n, 1, Pin::None.name(), sched, &[values]));
+    }
+    Ok(lines)
 }
 
 /// The spec's result line for `samples` (one row of values per repetition).
@@ -193,12 +451,18 @@ fn result_line(
             column
         })
         .collect();
-    let medians: Vec<f64> = columns.iter().map(|c| median(c)).collect();
+    // A flag is true only if it was in every repetition.
+    let medians: Vec<f64> = workload
+        .keys
+        .iter()
+        .zip(&columns)
+        .map(|(key, c)| if is_flag(key) { c[0] } else { median(c) })
+        .collect();
     let ranges: Vec<String> = workload
         .keys
         .iter()
         .zip(&columns)
-        .map(|(key, c)| format!("range:{key}={}..{}", fmt(c[0]), fmt(c[c.len() - 1])))
+        .map(|(key, c)| format!("range:{key}={}..{}", fmt_value(key, c[0]), fmt_value(key, c[c.len() - 1])))
         .collect();
     format!(
         "{} spore {} n={n} reps={reps} pin={pin} sched={sched} {}",
@@ -210,7 +474,17 @@ fn result_line(
 
 /// `key=value` pairs, space-separated.
 fn key_values(keys: &[&str], values: &[f64]) -> String {
-    keys.iter().zip(values).map(|(k, v)| format!("{k}={}", fmt(*v))).collect::<Vec<_>>().join(" ")
+    keys.iter().zip(values).map(|(k, v)| format!("{k}={}", fmt_value(k, *v))).collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `key` is a true/false result (carried as 1.0/0.0).
+fn is_flag(key: &str) -> bool {
+    key == "rejected"
+}
+
+/// A value of `key`: true/false for flags, else as [`fmt`].
+fn fmt_value(key: &str, v: f64) -> String {
+    if is_flag(key) { (v >= 0.5).to_string() } else { fmt(v) }
 }
 
 /// The median of sorted, non-empty `values` (the mean of the middle two for an even count,
@@ -218,6 +492,19 @@ fn key_values(keys: &[&str], values: &[f64]) -> String {
 fn median(values: &[f64]) -> f64 {
     let l = values.len();
     if l % 2 == 1 { values[l / 2] } else { (values[l / 2 - 1] + values[l / 2]) / 2.0 }
+}
+
+/// The nearest-rank percentile `p` (0..=1) of sorted, non-empty `sorted`.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Sorts `samples` (microseconds) and returns their p50, p99 and mean.
+fn latency_stats(samples: &mut [f64]) -> (f64, f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+    (percentile(samples, 0.50), percentile(samples, 0.99), mean)
 }
 
 /// Formats a value as the Erlang harness does: integral from 1000 up, one decimal from 10,
@@ -232,18 +519,38 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// The CPU placement: `none` when this process may use every online CPU, else
-/// `taskset:<cpus>` (run under `taskset -c 0` for the spec's `same`/`split`, which are the
-/// same thing for one node).
-fn placement() -> String {
-    let allowed = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_owned()))
-    });
-    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok().map(|s| s.trim().to_owned());
-    match (allowed, online) {
-        (Some(allowed), Some(online)) if allowed != online => format!("taskset:{allowed}"),
-        _ => "none".to_owned(),
+/// The CPUs this process may run on (`Cpus_allowed_list`).
+fn allowed_cpus() -> Option<String> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_owned()))
+}
+
+/// Puts this process where `pin` wants node A: re-executes it under `taskset -c 0` unless it
+/// already runs there (marked by [`PINNED_ENV`]). Returns only when no re-execution is
+/// needed.
+fn pin_self(pin: Pin) -> anyhow::Result<()> {
+    let Some(cpu) = pin.a_cpu() else { return Ok(()) };
+    if std::env::var_os(PINNED_ENV).is_some() {
+        let allowed = allowed_cpus().unwrap_or_default();
+        ensure!(allowed == cpu, "expected to run on CPU {cpu} under taskset, but may run on {allowed}");
+        return Ok(());
     }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ensure!(
+        pin != Pin::Split || cpus >= 2,
+        "--pin split needs CPUs 0 and 1, but this process may use {cpus} CPU(s): use --pin same or none"
+    );
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let err = Command::new("taskset")
+        .args(["-c", cpu])
+        .arg(&exe)
+        .args(std::env::args_os().skip(1))
+        .env(PINNED_ENV, "1")
+        .exec();
+    Err(err).context("re-executing under `taskset -c 0` (is util-linux's taskset installed?)")
 }
 
 /// For W4b: the kernel's `vm.max_map_count` and the cap on live processes it implies.
@@ -291,7 +598,255 @@ fn start_node(config: NodeConfig) -> anyhow::Result<Node> {
     }
 }
 
-/// One repetition's node, the bench guest loaded on it, and the host process drivers report
+/// A number unique in this run, for node names and scratch directories.
+fn next_seq() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(1);
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A child OS process, killed (SIGKILL) and reaped when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `spore node` OS process whose output lines can be awaited.
+struct NodeProcess {
+    /// Its name.
+    name: String,
+    /// Its output, stdout and stderr, a line at a time.
+    lines: mpsc::Receiver<String>,
+    /// The process (killed when dropped).
+    child: ChildGuard,
+}
+
+impl NodeProcess {
+    /// Starts `spore node` as `name` with `cookie` and the port mapper on `mapper`, on
+    /// `pin`'s CPU for nodes other than A, with its disk cache in `cache` (through
+    /// `XDG_CACHE_HOME`), and waits until it listens. With `echo`, its output is copied to
+    /// stderr after `#`.
+    fn start(
+        spore: &Path,
+        pin: Pin,
+        name: &str,
+        cookie: &str,
+        mapper: u16,
+        cache: &Path,
+        echo: bool,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(cache).with_context(|| format!("creating {}", cache.display()))?;
+        let mut cmd = pin.command_for_other(spore);
+        cmd.args(["node", "--name", name, "--cookie", cookie, "--mapper-port", &mapper.to_string()])
+            .args(["--tick", TICK_SECS])
+            .env("XDG_CACHE_HOME", cache)
+            .env_remove(PINNED_ENV)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", spore.display()))?;
+        let (tx, lines) = mpsc::channel();
+        let streams: [Option<Box<dyn Read + Send>>; 2] = [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ];
+        for stream in streams.into_iter().flatten() {
+            let tx = tx.clone();
+            let label = name.split_once('@').map_or(name, |(s, _)| s).to_owned();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if echo {
+                        eprintln!("#   [{label}] {line}");
+                    }
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut node = Self { name: name.to_owned(), lines, child: ChildGuard(child) };
+        node.wait_for("listening on")?;
+        Ok(node)
+    }
+
+    /// Waits for an output line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> anyhow::Result<()> {
+        let until = Instant::now() + BOOT_PATIENCE;
+        let mut seen = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) if line.contains(needle) => return Ok(()),
+                Ok(line) => seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = self.child.0.try_wait()? {
+                        bail!("node {} exited ({status}) before {needle:?}; it said {seen:#?}", self.name);
+                    }
+                    ensure!(
+                        Instant::now() < until,
+                        "node {} printed no {needle:?} within {BOOT_PATIENCE:?}; it said {seen:#?}",
+                        self.name
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.0.wait()?;
+                    bail!("node {} exited ({status}) before {needle:?}; it said {seen:#?}", self.name);
+                }
+            }
+        }
+    }
+
+    /// Fails if the node has exited.
+    fn check_alive(&self) -> anyhow::Result<()> {
+        // `try_wait` needs `&mut`; a zero-signal kill would need libc: ask /proc instead.
+        let pid = self.child.0.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        ensure!(
+            matches!(state, Some(s) if s != 'Z' && s != 'X'),
+            "node {} (pid {pid}) has exited",
+            self.name
+        );
+        Ok(())
+    }
+}
+
+/// Node B, the scratch space of the other nodes, and what a fresh node A needs.
+struct Cluster {
+    /// The `spore` binary.
+    spore: PathBuf,
+    /// The placement.
+    pin: Pin,
+    /// The cluster's cookie, fresh for each run.
+    cookie: String,
+    /// The port mapper's port, private to this run (node B serves it).
+    mapper: u16,
+    /// The bench guest's bytes (shipped to the nodes that lack it).
+    bench_bytes: Bytes,
+    /// The instance pool of each node A.
+    a_max_processes: u32,
+    /// W6's wrong-cookie attempts after the first.
+    rejects: usize,
+    /// Node B, started before the first remote workload and kept to the end.
+    b: NodeProcess,
+    /// Disk caches of the nodes started here (dropped after `b`, which uses it).
+    scratch: Scratch,
+}
+
+impl Cluster {
+    /// Starts node B with the `spore` binary, placed by `pin`.
+    fn start(spore: PathBuf, pin: Pin) -> anyhow::Result<Self> {
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let cookie = format!("spore-bench-{}-{nanos}", std::process::id());
+        let mapper = spore_tests::free_port();
+        let scratch = Scratch(std::env::temp_dir().join(format!("spore-bench-{}", std::process::id())));
+        let bench_bytes =
+            Bytes::from(std::fs::read(guests::BENCH).with_context(|| guests::BENCH.to_owned())?);
+        let b = NodeProcess::start(&spore, pin, B_NAME, &cookie, mapper, &scratch.0.join("benchb"), true)?;
+        eprintln!(
+            "# node B: {B_NAME}, `{} node` (pid {}) on CPUs {}, --tick {TICK_SECS}, port mapper on {mapper}",
+            spore.display(),
+            b.child.0.id(),
+            pin.other_cpu().unwrap_or("any")
+        );
+        Ok(Self {
+            spore,
+            pin,
+            cookie,
+            mapper,
+            bench_bytes,
+            a_max_processes: DEFAULT_MAX_PROCESSES,
+            rejects: W6_REJECTS,
+            b,
+            scratch,
+        })
+    }
+
+    /// Starts a fresh `spore node` peer (placed as B) with an empty disk cache of its own.
+    fn start_peer(&self, name: &str, cookie: &str) -> anyhow::Result<NodeProcess> {
+        let short = name.split_once('@').map_or(name, |(s, _)| s);
+        NodeProcess::start(
+            &self.spore,
+            self.pin,
+            name,
+            cookie,
+            self.mapper,
+            &self.scratch.0.join(short),
+            false,
+        )
+    }
+
+    /// A fresh node A in this process, named uniquely, in B's cluster.
+    fn node_a(&self) -> anyhow::Result<Node> {
+        let mut dist = DistConfig::new(self.cookie.clone());
+        dist.mapper_port = Some(self.mapper);
+        let config = NodeConfig {
+            name: format!("bencha{}@localhost", next_seq()),
+            cache_dir: CacheDir::Path(spore_tests::cache_dir()),
+            max_processes: self.a_max_processes,
+            dist: Some(dist),
+            ..NodeConfig::default()
+        };
+        start_node(config)
+    }
+}
+
+/// The `spore` binary: `$SPORE_BIN`, or `spore` in the directory above this binary's
+/// (`target/release/deps/workloads-*` → `target/release/spore`). Warns when it is older than
+/// the host's sources.
+pub fn spore_binary() -> anyhow::Result<PathBuf> {
+    let path = match std::env::var_os("SPORE_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().context("locating this binary")?;
+            let profile_dir = exe.parent().and_then(Path::parent).context("this binary has no parent dir")?;
+            profile_dir.join("spore")
+        }
+    };
+    let release = path.parent().is_some_and(|dir| dir.ends_with("release"));
+    let build = if release { "cargo build --release -p spore-host" } else { "cargo build -p spore-host" };
+    ensure!(
+        path.is_file(),
+        "the spore binary is not at {}: build it first with `{build}` (or point SPORE_BIN at it)",
+        path.display()
+    );
+    let built = std::fs::metadata(&path)?.modified()?;
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src");
+    if let Some(newest) = newest_file(&sources)
+        && newest > built
+    {
+        eprintln!(
+            "# WARNING: {} is older than the sources in host/src: rebuild it with `{build}`, or \
+             node B may speak another protocol",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The latest modification time of the files under `dir`.
+fn newest_file(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() { newest_file(&path) } else { entry.metadata().ok()?.modified().ok() };
+        newest = newest.max(time);
+    }
+    newest
+}
+
+/// One repetition's node A, the bench guest loaded on it, and the host process drivers report
 /// to.
 struct Rep {
     /// Where the drivers report.
@@ -301,6 +856,8 @@ struct Rep {
     /// A fresh node with default settings (and the tests' compiled-module cache), but see
     /// [`max_processes`].
     node: Node,
+    /// Monitors whose normal down notice arrived while waiting for something else.
+    ended: RefCell<Vec<Ref>>,
 }
 
 impl Rep {
@@ -313,11 +870,20 @@ impl Rep {
             cache_dir: CacheDir::Path(spore_tests::cache_dir()),
             ..NodeConfig::default()
         };
-        let node = start_node(config)?;
+        Self::with_node(start_node(config)?).await
+    }
+
+    /// A fresh node A of `cluster`, with the bench guest loaded (untimed).
+    async fn start_in(cluster: &Cluster) -> anyhow::Result<Self> {
+        Self::with_node(cluster.node_a()?).await
+    }
+
+    /// Loads the bench guest on `node` and makes the host process.
+    async fn with_node(node: Node) -> anyhow::Result<Self> {
         let module =
             node.load_file(guests::BENCH).await.with_context(|| format!("loading {}", guests::BENCH))?;
         let me = node.host_process();
-        Ok(Rep { me, module, node })
+        Ok(Rep { me, module, node, ended: RefCell::new(Vec::new()) })
     }
 
     /// Waits (untimed) until only the host process is left, so that the node is idle when it
@@ -327,14 +893,31 @@ impl Rep {
         Ok(())
     }
 
-    /// Spawns the driver `entry` with `(n, reply_to)`, monitored so that its crash ends the
-    /// repetition instead of a wait, and waits until it is ready.
-    async fn driver(&self, entry: &str, n: u64) -> anyhow::Result<Pid> {
-        let args = Value::Array(vec![int(n), self.node.pid_value(self.me.pid())]);
-        let request = SpawnRequest::new(self.module, entry).args(cbor::to_bytes(&args));
+    /// Spawns the driver `entry` here with `args` followed by the host process's pid,
+    /// monitored so that its crash ends the repetition instead of a wait, with the clock if
+    /// `clock`, and waits until it is ready.
+    async fn driver(&self, entry: &str, mut args: Vec<Value>, clock: bool) -> anyhow::Result<Pid> {
+        args.push(self.node.pid_value(self.me.pid()));
+        let mut request = SpawnRequest::new(self.module, entry).args(cbor::to_bytes(&Value::Array(args)));
+        request.grants.clock = clock;
         let (pid, _monitor) = self.me.spawn_monitor(request)?;
         self.expect(&text("ready")).await?;
         Ok(pid)
+    }
+
+    /// Spawns `entry` of the bench guest on `node` (shipping it if that node lacks it) with
+    /// `args` followed by the host process's pid, monitored.
+    async fn spawn_on(
+        &self,
+        node: &str,
+        entry: &str,
+        bytes: &Bytes,
+        mut args: Vec<Value>,
+    ) -> anyhow::Result<(Pid, Ref)> {
+        args.push(self.node.pid_value(self.me.pid()));
+        let mut request = SpawnRequest::new(self.module, entry).args(cbor::to_bytes(&Value::Array(args)));
+        request.code = Some(bytes.clone());
+        self.me.spawn_monitor_on(node, request).await.with_context(|| format!("spawning {entry} on {node}"))
     }
 
     /// Sends `"go"` to `driver`.
@@ -347,13 +930,37 @@ impl Rep {
         Ok(self.me.send(driver, 0, cbor::to_bytes(&text("stop"))).await?)
     }
 
-    /// Waits for the next message, which must be CBOR; a driver's end before it is an error.
+    /// Waits for the next message, which must be CBOR; a monitored process's abnormal end
+    /// before it is an error (a normal end is remembered for [`Rep::wait_down`]).
     async fn next(&self) -> anyhow::Result<Value> {
-        match self.me.receive(&[], Some(PATIENCE)).await {
-            Some(Incoming::Message(m)) => cbor::from_bytes(&m.payload).context("a report that is not CBOR"),
-            Some(Incoming::Down { pid, reason, .. }) => bail!("driver {pid} ended early: {reason}"),
-            Some(other) => bail!("unexpected {other:?}"),
-            None => bail!("no report within {PATIENCE:?}"),
+        loop {
+            match self.me.receive(&[], Some(PATIENCE)).await {
+                Some(Incoming::Message(m)) => {
+                    return cbor::from_bytes(&m.payload).context("a report that is not CBOR");
+                }
+                Some(Incoming::Down { monitor, reason: ExitReason::Normal, .. }) => {
+                    self.ended.borrow_mut().push(monitor);
+                }
+                Some(Incoming::Down { pid, reason, .. }) => bail!("process {pid} ended early: {reason}"),
+                Some(other) => bail!("unexpected {other:?}"),
+                None => bail!("no report within {PATIENCE:?}"),
+            }
+        }
+    }
+
+    /// Waits until the process monitored by `monitor` has ended normally.
+    async fn wait_down(&self, monitor: Ref) -> anyhow::Result<()> {
+        let seen = {
+            let mut ended = self.ended.borrow_mut();
+            ended.iter().position(|m| *m == monitor).map(|i| ended.remove(i))
+        };
+        if seen.is_some() {
+            return Ok(());
+        }
+        match self.me.receive(&[Selector::Tag(monitor)], Some(PATIENCE)).await {
+            Some(Incoming::Down { reason: ExitReason::Normal, .. }) => Ok(()),
+            Some(Incoming::Down { pid, reason, .. }) => bail!("process {pid} ended: {reason}"),
+            other => bail!("expected a down notice, got {other:?}"),
         }
     }
 
@@ -366,13 +973,23 @@ impl Rep {
 
     /// Waits for `(tag, count)` and returns the count.
     async fn expect_count(&self, tag: &str) -> anyhow::Result<u64> {
+        Ok(self.expect_values(tag, 1).await?[0])
+    }
+
+    /// Waits for `(tag, v1, ..., vk)` of `k` unsigned integers and returns them.
+    async fn expect_values(&self, tag: &str, k: usize) -> anyhow::Result<Vec<u64>> {
         let got = self.next().await?;
-        match got.as_array().map(Vec::as_slice) {
-            Some([Value::Text(t), Value::Integer(count)]) if t == tag => {
-                u64::try_from(*count).with_context(|| format!("bad count in {got:?}"))
-            }
-            _ => bail!("expected ({tag}, count), got {got:?}"),
-        }
+        let values = match got.as_array().map(Vec::as_slice) {
+            Some([Value::Text(t), rest @ ..]) if t == tag && rest.len() == k => rest
+                .iter()
+                .map(|v| match v {
+                    Value::Integer(i) => u64::try_from(*i).ok(),
+                    _ => None,
+                })
+                .collect::<Option<Vec<u64>>>(),
+            _ => None,
+        };
+        values.with_context(|| format!("expected ({tag}, {k} counts), got {got:?}"))
     }
 
     /// Polls the process count every [`POLL`] until it is at most `base`; false if that takes
@@ -398,7 +1015,7 @@ impl Rep {
 /// mean_rtt_us.
 async fn w1(n: u64) -> anyhow::Result<Vec<f64>> {
     let rep = Rep::start(2).await?;
-    let driver = rep.driver("w1", n).await?;
+    let driver = rep.driver("w1", vec![int(n)], false).await?;
     let started = Instant::now();
     rep.go(driver).await?;
     rep.expect(&text("done")).await?;
@@ -411,7 +1028,7 @@ async fn w1(n: u64) -> anyhow::Result<Vec<f64>> {
 /// its value before the run. Returns spawns_per_s and mean_us.
 async fn w4a(n: u64) -> anyhow::Result<Vec<f64>> {
     let rep = Rep::start(1).await?;
-    let driver = rep.driver("w4a", n).await?;
+    let driver = rep.driver("w4a", vec![int(n)], false).await?;
     let base = rep.node.process_count();
     let started = Instant::now();
     rep.go(driver).await?;
@@ -431,7 +1048,7 @@ async fn w4a(n: u64) -> anyhow::Result<Vec<f64>> {
 /// before the children have been instantiated: the point where Erlang's spawn returns).
 async fn w4b(n: u64) -> anyhow::Result<Vec<f64>> {
     let rep = Rep::start(n + 1).await?;
-    let driver = rep.driver("w4b", n).await?;
+    let driver = rep.driver("w4b", vec![int(n)], false).await?;
     let base = rep.node.process_count();
     let memory_before = rep.process_memory();
     let rss_before = rss_bytes()?;
@@ -465,4 +1082,319 @@ fn rss_bytes() -> anyhow::Result<u64> {
         status.lines().find_map(|l| l.strip_prefix("VmRSS:")).context("no VmRSS in /proc/self/status")?;
     let kb = line.trim().trim_end_matches("kB").trim();
     Ok(kb.parse::<u64>().with_context(|| format!("bad VmRSS {line}"))? * 1024)
+}
+
+/// Prints the driver's own total next to the host's wall time from go to report.
+fn note_wall(id: &str, total_ns: u64, wall: Duration) {
+    eprintln!(
+        "#   {id} driver's total {:.3} s, host's go-to-report {:.3} s",
+        total_ns as f64 / 1e9,
+        wall.as_secs_f64()
+    );
+}
+
+/// W2: `pong` registered on B, `n` round trips from a driver on A addressing it by name and
+/// node, each timed by the driver. Returns p50_us, p99_us, rtt_per_s and mean_rtt_us.
+async fn w2(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
+    let rep = Rep::start_in(cluster).await?;
+    let (pong, pong_monitor) = rep.spawn_on(B_NAME, "w2_pong", &cluster.bench_bytes, vec![]).await?;
+    rep.expect(&text("ready")).await?;
+    let driver = rep.driver("w2", vec![int(n), text(B_NAME)], true).await?;
+    let started = Instant::now();
+    rep.go(driver).await?;
+    let done = rep.expect_values("done", 3).await?;
+    note_wall("W2", done[2], started.elapsed());
+    // Untimed: stop pong and wait until its name is free for the next repetition.
+    rep.stop(pong).await?;
+    rep.wait_down(pong_monitor).await?;
+    rep.finish()?;
+    let (p50, p99, total) = (done[0] as f64 / 1e3, done[1] as f64 / 1e3, done[2] as f64 / 1e3);
+    Ok(vec![p50, p99, n as f64 / (total / 1e6), total / n as f64])
+}
+
+/// W3 (W3b with 64 KiB): a sink on B, `n` messages `("data", payload)` of `size` payload
+/// bytes from a driver on A, then `("done", A)` and the sink's `("ack", count)`. Returns
+/// msgs_per_s and mb_per_s (W3b: the other way round).
+async fn w3(cluster: &Cluster, n: u64, size: u64) -> anyhow::Result<Vec<f64>> {
+    let rep = Rep::start_in(cluster).await?;
+    let (sink, sink_monitor) = rep.spawn_on(B_NAME, "w3_sink", &cluster.bench_bytes, vec![]).await?;
+    rep.expect(&text("ready")).await?;
+    let sink_value = rep.node.pid_value(sink);
+    let driver = rep.driver("w3", vec![int(n), int(size), sink_value], true).await?;
+    let started = Instant::now();
+    rep.go(driver).await?;
+    let done = rep.expect_values("done", 2).await?;
+    let id = if size == SMALL_PAYLOAD { "W3" } else { "W3b" };
+    note_wall(id, done[1], started.elapsed());
+    ensure!(done[0] == n, "the sink counted {} messages of {n}", done[0]);
+    rep.wait_down(sink_monitor).await?;
+    rep.finish()?;
+    let secs = done[1] as f64 / 1e9;
+    let (msgs, mb) = (n as f64 / secs, (n * size) as f64 / 1e6 / secs);
+    Ok(if size == SMALL_PAYLOAD { vec![msgs, mb] } else { vec![mb, msgs] })
+}
+
+/// W5: a driver on A spawns `n` processes on B one after another, each sending
+/// `("child", self())` back, timing each. Returns spawns_per_s, mean_us, p50_us and p99_us.
+async fn w5(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
+    let rep = Rep::start_in(cluster).await?;
+    let driver = rep.driver("w5", vec![int(n), text(B_NAME)], true).await?;
+    let started = Instant::now();
+    rep.go(driver).await?;
+    let done = rep.expect_values("done", 3).await?;
+    note_wall("W5", done[2], started.elapsed());
+    rep.finish()?;
+    let (p50, p99, total) = (done[0] as f64 / 1e3, done[1] as f64 / 1e3, done[2] as f64 / 1e3);
+    Ok(vec![n as f64 / (total / 1e6), total / n as f64, p50, p99])
+}
+
+/// `component` with a custom section `name` holding `payload` appended (section id 0,
+/// LEB128 size, LEB128-prefixed name, payload): the same program with another SHA-256.
+fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb128(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}
+
+/// W5b: a fresh peer with an empty disk cache, and `k` distinct modules it has never seen
+/// (the bench guest with a distinct custom section each); per module, timed from A's host
+/// side: ship + compile + first spawn + its hello. Returns p50_us, mean_us, p99_us and
+/// module_bytes.
+async fn w5b(cluster: &Cluster, k: u64) -> anyhow::Result<Vec<f64>> {
+    let seq = next_seq();
+    let name = format!("benchb5b{seq}@localhost");
+    let peer = cluster.start_peer(&name, &cluster.cookie)?;
+    let rep = Rep::start_in(cluster).await?;
+    rep.node.connect(&name).await.with_context(|| format!("connecting to {name}"))?;
+    let args = cbor::to_bytes(&Value::Array(vec![rep.node.pid_value(rep.me.pid())]));
+    // Untimed: build the modules and their requests (hashing them).
+    let modules: Vec<(SpawnRequest, String, usize)> = (0..k)
+        .map(|i| {
+            let bytes =
+                with_custom_section(&cluster.bench_bytes, "spore-bench-w5b", format!("{seq}/{i}").as_bytes());
+            let len = bytes.len();
+            let request = SpawnRequest::from_bytes(bytes, "w5b_hello").args(args.clone());
+            let id = request.module.to_string();
+            (request, id, len)
+        })
+        .collect();
+    let shipped_before = rep.node.stats().modules_shipped;
+    let mut samples = Vec::with_capacity(modules.len());
+    let mut module_bytes = 0;
+    for (request, id, len) in modules {
+        let started = Instant::now();
+        let pid = rep.me.spawn_on(&name, request).await.with_context(|| format!("spawning module {id}"))?;
+        let hello = rep.next().await?;
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+        module_bytes += len;
+        let expected =
+            Value::Array(vec![Value::Text(id.clone()), rep.node.pid_value(pid), Value::Text("hello".into())]);
+        ensure!(hello == expected, "expected {expected:?}, got {hello:?}");
+    }
+    let shipped = rep.node.stats().modules_shipped - shipped_before;
+    ensure!(shipped == k, "{shipped} of {k} modules were shipped");
+    rep.finish()?;
+    drop(peer);
+    let count = samples.len() as f64;
+    let (p50, p99, mean) = latency_stats(&mut samples);
+    Ok(vec![p50, mean, p99, module_bytes as f64 / count])
+}
+
+/// Connects `a` to `name`, within [`CONNECT_PATIENCE`], and returns how long it took.
+async fn timed_connect(a: &Node, name: &str) -> (Result<(), ConnectError>, f64) {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(CONNECT_PATIENCE, a.connect(name)).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Transport { node: name.to_owned(), reason: "bench timeout".into() }),
+    };
+    (result, started.elapsed().as_secs_f64() * 1e6)
+}
+
+/// Waits (untimed, polling) until `a` no longer lists `name` among its nodes.
+async fn wait_disconnected(a: &Node, name: &str) -> anyhow::Result<()> {
+    let until = Instant::now() + CONNECT_PATIENCE;
+    while a.nodes().iter().any(|n| n == name) {
+        ensure!(Instant::now() < until, "{name} still connected after {CONNECT_PATIENCE:?}");
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
+    Ok(())
+}
+
+/// W6: from a fresh A, one connect to a fresh C, `m` disconnect/connect cycles, then one
+/// plus [`Cluster::rejects`] (normally [`W6_REJECTS`]) connects to a fresh X with another cookie. Returns connect_us,
+/// reconnect_p50_us, reconnect_p99_us, reject_first_us, reject_p50_us and rejected (1 if
+/// every attempt to X failed with the cookie error).
+async fn w6(cluster: &Cluster, m: u64) -> anyhow::Result<Vec<f64>> {
+    let seq = next_seq();
+    let (c_name, x_name) = (format!("benchc{seq}@localhost"), format!("benchx{seq}@localhost"));
+    let c = cluster.start_peer(&c_name, &cluster.cookie)?;
+    let x = cluster.start_peer(&x_name, &format!("{}-but-another", cluster.cookie))?;
+    let a = cluster.node_a()?;
+    ensure!(a.nodes().is_empty(), "a fresh node A has connections: {:?}", a.nodes());
+    // (a) The first connect.
+    let (result, connect_us) = timed_connect(&a, &c_name).await;
+    result.with_context(|| format!("connecting to {c_name}"))?;
+    // (b) Reconnects.
+    let mut reconnects = Vec::with_capacity(m as usize);
+    for cycle in 0..m {
+        ensure!(a.disconnect(&c_name), "cycle {cycle}: not connected to {c_name}");
+        wait_disconnected(&a, &c_name).await?;
+        tokio::time::sleep(W6_DOWN_PAUSE).await;
+        ensure!(!a.nodes().contains(&c_name), "cycle {cycle}: {c_name} came back by itself");
+        let (result, us) = timed_connect(&a, &c_name).await;
+        result.with_context(|| format!("cycle {cycle}: reconnecting to {c_name}"))?;
+        reconnects.push(us);
+    }
+    // (c) C is shut down; connects to X must fail because of the cookie.
+    a.disconnect(&c_name);
+    wait_disconnected(&a, &c_name).await?;
+    drop(c);
+    let mut rejected = true;
+    let mut reject_first_us = 0.0;
+    let mut rejects = Vec::with_capacity(cluster.rejects);
+    for attempt in 0..=cluster.rejects {
+        if attempt > 0 {
+            tokio::time::sleep(W6_REJECT_PAUSE).await;
+        }
+        let (result, us) = timed_connect(&a, &x_name).await;
+        if !matches!(result, Err(ConnectError::Cookie { .. })) {
+            if rejected {
+                eprintln!("#   W6 attempt {attempt} to {x_name} (wrong cookie): {result:?}");
+            }
+            rejected = false;
+        }
+        if attempt == 0 {
+            reject_first_us = us;
+        } else {
+            rejects.push(us);
+        }
+    }
+    // Diagnostic (untimed for the results): the port mapper's share of a connect.
+    let mut lookups = Vec::with_capacity(20);
+    for _ in 0..20 {
+        let started = Instant::now();
+        spore_host::mapper::lookup(&x_name, cluster.mapper).await.context("port mapper lookup")?;
+        lookups.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    let (lookup_p50, _, _) = latency_stats(&mut lookups);
+    eprintln!("#   W6 port mapper lookup (part of every connect) p50_us={}", fmt(lookup_p50));
+    drop(x);
+    let (reconnect_p50, reconnect_p99, _) = latency_stats(&mut reconnects);
+    let (reject_p50, _, _) = latency_stats(&mut rejects);
+    Ok(vec![
+        connect_us,
+        reconnect_p50,
+        reconnect_p99,
+        reject_first_us,
+        reject_p50,
+        if rejected { 1.0 } else { 0.0 },
+    ])
+}
+
+/// The floor's echo side (this binary run with `--floor-echo`): prints its UDP and TCP
+/// ports, echoes UDP datagrams until a 1-byte one, then echoes one TCP connection until it
+/// closes.
+fn floor_echo() -> anyhow::Result<()> {
+    let udp = UdpSocket::bind("127.0.0.1:0")?;
+    let tcp = TcpListener::bind("127.0.0.1:0")?;
+    println!("{} {}", udp.local_addr()?.port(), tcp.local_addr()?.port());
+    std::io::stdout().flush()?;
+    let mut buf = [0u8; 64];
+    loop {
+        let (len, from) = udp.recv_from(&mut buf)?;
+        if len == 1 {
+            break;
+        }
+        udp.send_to(&buf[..len], from)?;
+    }
+    let (mut stream, _) = tcp.accept()?;
+    stream.set_nodelay(true)?;
+    while stream.read_exact(&mut buf).is_ok() {
+        stream.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+/// The loopback floor: `n` timed 64-byte round trips over UDP and over TCP (NODELAY) with
+/// an echo process placed as node B, as the spec's C tool does. Returns the `FLOOR` lines.
+fn floor(pin: Pin, n: usize) -> anyhow::Result<Vec<String>> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut cmd = pin.command_for_other(&exe);
+    cmd.arg("--floor-echo").env(PINNED_ENV, "1").stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut echo = ChildGuard(cmd.spawn().context("starting the echo process")?);
+    let mut first = String::new();
+    BufReader::new(echo.0.stdout.take().context("echo stdout")?).read_line(&mut first)?;
+    let ports: Vec<u16> = first.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    let [udp_port, tcp_port] = ports[..] else { bail!("the echo process said {first:?}") };
+    let mut buf = [7u8; 64];
+    let mut lines = Vec::new();
+
+    let udp = UdpSocket::bind("127.0.0.1:0")?;
+    udp.connect(("127.0.0.1", udp_port))?;
+    let mut udp_round_trip = || -> std::io::Result<()> {
+        udp.send(&buf)?;
+        let got = udp.recv(&mut buf)?;
+        if got == 64 { Ok(()) } else { Err(std::io::Error::other(format!("echoed {got} bytes"))) }
+    };
+    lines.push(floor_line("udp64", n, pin, &mut udp_round_trip)?);
+    udp.send(&[1])?;
+
+    let mut tcp = TcpStream::connect(("127.0.0.1", tcp_port))?;
+    tcp.set_nodelay(true)?;
+    let mut tcp_round_trip = || -> std::io::Result<()> {
+        tcp.write_all(&buf)?;
+        tcp.read_exact(&mut buf)
+    };
+    lines.push(floor_line("tcp64", n, pin, &mut tcp_round_trip)?);
+    drop(tcp);
+    let status = echo.0.wait()?;
+    ensure!(status.success(), "the echo process ended with {status}");
+    Ok(lines)
+}
+
+/// Times `n` calls of `round_trip` (after [`FLOOR_WARM_UP`] untimed ones) and makes the
+/// `FLOOR <what>` line.
+fn floor_line(
+    what: &str,
+    n: usize,
+    pin: Pin,
+    round_trip: &mut dyn FnMut() -> std::io::Result<()>,
+) -> anyhow::Result<String> {
+    for _ in 0..FLOOR_WARM_UP {
+        round_trip()?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    let started = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        round_trip()?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let total = started.elapsed().as_secs_f64();
+    let (p50, p99, _) = latency_stats(&mut samples);
+    Ok(format!(
+        "FLOOR {what} p50_us={} p99_us={} mean_us={} rtt_per_s={} n={n} pin={}",
+        fmt(p50),
+        fmt(p99),
+        fmt(total * 1e6 / n as f64),
+        fmt(n as f64 / total),
+        pin.name()
+    ))
 }
