@@ -326,3 +326,35 @@ async fn list_entries(
         Err(_) => Err(LoadError::Entries("`entries` did not return within 2 s".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eviction_removes_the_least_recently_used_files_first() {
+        let dir = std::env::temp_dir().join(format!("spore-evict-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for (name, age) in [("a", 3), ("b", 2), ("c", 1)] {
+            let path = dir.join(name);
+            std::fs::write(&path, [0u8; 100]).unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(old + Duration::from_secs(60 * (10 - age))).unwrap();
+        }
+        touch(&dir.join("a"));
+        evict(&dir, 200);
+        let left: Vec<bool> = ["a", "b", "c"].iter().map(|n| dir.join(n).exists()).collect();
+        assert_eq!(left, [true, false, true], "b was the least recently used");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn headers_are_checked_before_any_work() {
+        assert!(matches!(check_header(b"hello", 100), Err(LoadError::NotWasm)));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0", 100), Err(LoadError::CoreModule)));
+        assert!(matches!(check_header(b"\0asm\x0d\0\x01\0", 4), Err(LoadError::TooLarge { size: 8, limit: 4 })));
+        assert!(check_header(b"\0asm\x0d\0\x01\0", 100).is_ok());
+    }
+}
