@@ -354,7 +354,10 @@ mod tests {
     fn headers_are_checked_before_any_work() {
         assert!(matches!(check_header(b"hello", 100), Err(LoadError::NotWasm)));
         assert!(matches!(check_header(b"\0asm\x01\0\0\0", 100), Err(LoadError::CoreModule)));
-        assert!(matches!(check_header(b"\0asm\x0d\0\x01\0", 4), Err(LoadError::TooLarge { size: 8, limit: 4 })));
+        assert!(matches!(
+            check_header(b"\0asm\x0d\0\x01\0", 4),
+            Err(LoadError::TooLarge { size: 8, limit: 4 })
+        ));
         assert!(check_header(b"\0asm\x0d\0\x01\0", 100).is_ok());
     }
 }
