@@ -97,8 +97,10 @@ impl Host for ProcState {
             },
         };
         let leader = Some(self.me.group_leader);
-        let spawned =
-            self.node.spawn_local(module, entry, args, opts, Parent::Local(&self.me), leader, grants);
+        let spawned = self
+            .node
+            .prepare(module, entry, args, opts, Parent::Local(&self.me), leader, grants)
+            .map(|prepared| prepared.start(&self.node));
         Ok(spawned.map(|(pid, monitor)| wit::Spawned { pid: pid.into(), monitor }).map_err(Into::into))
     }
 

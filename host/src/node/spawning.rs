@@ -77,21 +77,6 @@ impl NodeInner {
         Ok(prepared.start(self))
     }
 
-    /// Spawns a guest process here and starts it.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn spawn_local(
-        self: &Arc<Self>,
-        module: Arc<LoadedModule>,
-        entry: String,
-        args: Bytes,
-        opts: SpawnOpts,
-        parent: Parent<'_>,
-        leader: Option<Pid>,
-        grants: Grants,
-    ) -> Result<(Pid, Option<Ref>), SpawnError> {
-        Ok(self.prepare(module, entry, args, opts, parent, leader, grants)?.start(self))
-    }
-
     /// Checks a spawn against the node's limits and creates the process, without starting
     /// it. `leader` is the group leader (the new process's own pid when none).
     #[allow(clippy::too_many_arguments)]
