@@ -540,6 +540,9 @@ impl NodeInner {
         tag: u64,
         payload: Bytes,
     ) -> Result<(), SendError> {
+        if name.len() > crate::process::table::MAX_NAME_BYTES {
+            return Err(SendError::NotRegistered(name.chars().take(64).collect()));
+        }
         if let Some(node) = node
             && node != self.name
         {

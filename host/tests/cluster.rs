@@ -100,12 +100,30 @@ impl Drop for NodeProcess {
     }
 }
 
+/// Waits until `name` is registered on `node`, asking with `spore ps` (as the tutorial's user
+/// would wait for `start-pong` to return before typing `start-ping`).
+fn wait_registered(mapper: u16, node: &str, name: &str) {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_spore"))
+            .args(["ps", "--node", node, "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
+            .output()
+            .expect("run spore ps");
+        let table = String::from_utf8_lossy(&out.stdout);
+        if table.lines().any(|l| l.split_whitespace().nth(1) == Some(name)) {
+            return;
+        }
+        assert!(Instant::now() < until, "{name} not registered on {node} within {DEADLINE:?}: {table}");
+    }
+}
+
 #[test]
 fn tut21_across_two_os_processes() {
     let dir = scratch("tut21");
     let mapper = free_port();
     let mut pong = NodeProcess::start(&dir, "pong@localhost", mapper, &["--run", "{module}", "start_pong"]);
     pong.wait_for("listening on");
+    wait_registered(mapper, "pong@localhost", "pong");
     let mut ping = NodeProcess::start(
         &dir,
         "ping@localhost",

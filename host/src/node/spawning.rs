@@ -20,6 +20,9 @@ use crate::process::state::Grants;
 use crate::process::{GroupEvent, Pid, Ref};
 use crate::proto::Frame;
 
+/// Longest entry name a remote spawn may carry.
+const MAX_ENTRY_BYTES: usize = 255;
+
 /// Who spawns, for an atomic link or monitor.
 pub(crate) enum Parent<'a> {
     /// Nobody (host code without a process).
@@ -165,6 +168,9 @@ impl NodeInner {
         parent: &Arc<ProcessEntry>,
         clock: bool,
     ) -> Result<(Pid, Option<Ref>), SpawnError> {
+        if entry.len() > MAX_ENTRY_BYTES {
+            return Err(SpawnError::Limits(format!("entry names are at most {MAX_ENTRY_BYTES} bytes")));
+        }
         let dist = self
             .dist
             .as_ref()
