@@ -32,6 +32,9 @@ use crate::transport::{BindError, ConnectError, Transport, close};
 pub const SEND_CREDIT_BYTES: usize = 8 << 20;
 /// Credit a message costs beyond its payload (its header and bookkeeping).
 const MESSAGE_OVERHEAD: usize = 64;
+/// How long after a failed connection attempt sends to that node are dropped without a new
+/// attempt.
+const REDIAL_AFTER: Duration = Duration::from_millis(500);
 /// How long a starting node waits to be registered with the port mapper.
 const MAPPER_REGISTRATION_WAIT: Duration = Duration::from_secs(2);
 /// How long a tool's query may take.
@@ -194,6 +197,8 @@ pub(crate) struct Dist {
     transport: Transport,
     peers: Mutex<HashMap<String, Arc<Peer>>>,
     queries: Mutex<HashMap<u64, oneshot::Sender<QueryReply>>>,
+    /// Nodes whose last connection attempt failed, and when.
+    failed: Mutex<HashMap<String, (std::time::Instant, Arc<Peer>)>>,
     /// Spawns asked of other nodes, by reference.
     pub pending_spawns: Mutex<HashMap<u64, PendingSpawn>>,
     /// Modules asked from other nodes, with the spawns waiting for them.
@@ -235,6 +240,7 @@ impl Dist {
             transport,
             peers: Mutex::new(HashMap::new()),
             queries: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
             pending_spawns: Mutex::new(HashMap::new()),
             wanted_modules: Mutex::new(HashMap::new()),
             shipped: AtomicU64::new(0),
@@ -263,6 +269,13 @@ impl Dist {
         if let Some(p) = peers.get(name) {
             return Arc::clone(p);
         }
+        // A node that just failed to connect is not dialed again at once: sends to it are
+        // dropped (and links to it fire) without hammering its host's port mapper.
+        if let Some((at, failed)) = self.failed.lock().get(name)
+            && at.elapsed() < REDIAL_AFTER
+        {
+            return Arc::clone(failed);
+        }
         let p = Peer::new(name);
         peers.insert(name.to_owned(), Arc::clone(&p));
         drop(peers);
@@ -282,6 +295,8 @@ impl Dist {
         if name == node.name {
             return Err(ConnectError::ToSelf);
         }
+        // An explicit connect always dials.
+        self.failed.lock().remove(name);
         let peer = self.peer(node, name);
         let mut status = peer.status.subscribe();
         let outcome = status.wait_for(|s| !matches!(s, Status::Pending)).await.map(|s| s.clone());
@@ -560,6 +575,11 @@ fn lost(node: &Arc<NodeInner>, peer: &Arc<Peer>, reason: &str, was_up: bool) {
         if peers.get(&peer.name).is_some_and(|p| Arc::ptr_eq(p, peer)) {
             peers.remove(&peer.name);
         }
+    }
+    if !was_up {
+        let mut failed = dist.failed.lock();
+        failed.retain(|_, (at, _)| at.elapsed() < REDIAL_AFTER);
+        failed.insert(peer.name.clone(), (std::time::Instant::now(), Arc::clone(peer)));
     }
     let hidden = {
         let mut link = peer.link.lock();
