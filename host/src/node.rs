@@ -424,11 +424,10 @@ impl Node {
     }
 
     fn stop(&mut self) {
-        for entry in self.inner.table.all() {
-            entry.kill(ExitReason::Shutdown);
-        }
-        if let (Some(net), Some(dist)) = (&self.net, &self.inner.dist) {
-            // Tell peers before the runtime goes: they see nodedown with reason shutdown.
+        if let Some(net) = &self.net {
+            // Close the connections first: peers see nodedown with reason shutdown and their
+            // links to this node's processes fire with noconnection, as for any lost node
+            // (the processes' own ends, below, can no longer race ahead of the close).
             let (done, wait) = std::sync::mpsc::channel();
             let inner = Arc::clone(&self.inner);
             net.handle.spawn(async move {
@@ -437,8 +436,10 @@ impl Node {
                 }
                 let _ = done.send(());
             });
-            let _ = dist;
             let _ = wait.recv_timeout(std::time::Duration::from_secs(1));
+        }
+        for entry in self.inner.table.all() {
+            entry.kill(ExitReason::Shutdown);
         }
         self.net.take();
         if let Some(rt) = self.runtime.take() {
