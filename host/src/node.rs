@@ -491,14 +491,20 @@ impl NodeInner {
         tag: u64,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        let limit = self.config.max_message_bytes;
-        if payload.len() > limit {
-            return Err(SendError::TooLarge { size: payload.len(), limit });
-        }
+        self.check_size(&payload)?;
         if to.node != self.id {
             return self.send_remote(from, to, tag, payload).await;
         }
         self.deliver(from, to, tag, payload)
+    }
+
+    /// Refuses a payload over the node's message size limit.
+    fn check_size(&self, payload: &Bytes) -> Result<(), SendError> {
+        let limit = self.config.max_message_bytes;
+        if payload.len() > limit {
+            return Err(SendError::TooLarge { size: payload.len(), limit });
+        }
+        Ok(())
     }
 
     /// Puts a message in a local mailbox. A pid of a dead process or of an earlier
@@ -547,10 +553,7 @@ impl NodeInner {
         if let Some(node) = node
             && node != self.name
         {
-            let limit = self.config.max_message_bytes;
-            if payload.len() > limit {
-                return Err(SendError::TooLarge { size: payload.len(), limit });
-            }
+            self.check_size(&payload)?;
             if !crate::proto::handshake::valid_node_name(node) {
                 return Err(SendError::Unreachable(node.to_owned()));
             }
