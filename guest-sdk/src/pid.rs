@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 
-use ciborium::tag::Required;
+use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::PID_MARKER;
 
 use crate::bindings::spore::process::{node as wit_node, types as wit};
 
@@ -110,13 +112,67 @@ impl Serialize for Pid {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let name = node_name(self.node)
             .ok_or_else(|| serde::ser::Error::custom(format!("pid {self} of an unknown node")))?;
-        Required::<_, PID_TAG>((&*name, self.incarnation, self.index)).serialize(s)
+        s.serialize_newtype_struct(PID_MARKER, &(&*name, self.incarnation, self.index))
     }
 }
 
 impl<'de> Deserialize<'de> for Pid {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let Required((name, incarnation, index)) = Required::<(String, u32, u64), PID_TAG>::deserialize(d)?;
-        Ok(Pid { node: node_id(&name), incarnation, index })
+        d.deserialize_newtype_struct(PID_MARKER, PidVisitor)
     }
+}
+
+/// Reads `[node-name, incarnation, index]`, behind the pid tag in CBOR.
+struct PidVisitor;
+
+impl<'de> Visitor<'de> for PidVisitor {
+    type Value = Pid;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a pid")
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Pid, D::Error> {
+        d.deserialize_tuple(3, self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pid, A::Error> {
+        let missing = || de::Error::invalid_length(3, &"a pid of three elements");
+        let NodeName(node) = seq.next_element()?.ok_or_else(missing)?;
+        let incarnation = seq.next_element()?.ok_or_else(missing)?;
+        let index = seq.next_element()?.ok_or_else(missing)?;
+        Ok(Pid { node, incarnation, index })
+    }
+}
+
+/// A node name read as the node's id, without keeping the text.
+struct NodeName(u64);
+
+impl<'de> Deserialize<'de> for NodeName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Resolves the name where it lies in the message.
+        struct NameVisitor;
+
+        impl Visitor<'_> for NameVisitor {
+            type Value = NodeName;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node name")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<NodeName, E> {
+                Ok(NodeName(node_id(name)))
+            }
+        }
+
+        d.deserialize_str(NameVisitor)
+    }
+}
+
+/// Makes `name` known without asking the host, for tests that run natively.
+#[cfg(test)]
+pub(crate) fn remember_node_for_test(name: &str) -> u64 {
+    let id = 0x1234_5678_9abc_def0;
+    NODES.with(|n| n.borrow_mut().remember(id, name));
+    id
 }

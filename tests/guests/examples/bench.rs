@@ -223,8 +223,7 @@ fn w2(n: u64, node: String, reply_to: Pid) {
 
 /// W3's sink on node B: tells `reply_to` it runs, counts `("data", payload)` messages, and on
 /// `("done", from)` replies `("ack", count)` to `from` and ends. Only the tag is decoded into a
-/// value (the payload goes to serde's `IgnoredAny`, though ciborium still reads a byte string
-/// longer than its 4 KiB scratch buffer into a temporary `Vec`).
+/// value (the payload goes to serde's `IgnoredAny`, which the codec skips without copying).
 fn w3_sink(reply_to: Pid) {
     send(reply_to, "ready");
     let mut count: u64 = 0;

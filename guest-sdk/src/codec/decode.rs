@@ -1,0 +1,498 @@
+//! The CBOR reader: a serde `Deserializer` over a byte slice that borrows strings and byte
+//! strings from it and never allocates for definite-length items.
+
+use std::borrow::Cow;
+
+use serde::de::{self, DeserializeSeed, Visitor};
+
+use super::encode::{INDEFINITE, major, simple};
+use super::{CodecError, PID_MARKER};
+use crate::pid::PID_TAG;
+
+/// How deeply arrays, maps and tags may nest: a hostile message cannot exhaust the stack.
+const MAX_DEPTH: u32 = 256;
+
+/// The head of an item: major type, additional information and its argument.
+#[derive(Clone, Copy)]
+struct Head {
+    major: u8,
+    info: u8,
+    value: u64,
+}
+
+impl Head {
+    /// Whether an indefinite-length string, array or map follows.
+    fn indefinite(self) -> bool {
+        self.info == INDEFINITE
+    }
+}
+
+/// Reads one CBOR item from a slice.
+pub(super) struct Decoder<'de> {
+    input: &'de [u8],
+    pos: usize,
+    depth: u32,
+}
+
+/// An error with a fixed text.
+fn error(text: &str) -> CodecError {
+    CodecError(text.to_owned())
+}
+
+/// The input ended inside an item.
+fn truncated() -> CodecError {
+    error("the message ends inside an item")
+}
+
+impl<'de> Decoder<'de> {
+    /// A decoder at the start of `input`.
+    pub(super) fn new(input: &'de [u8]) -> Self {
+        Self { input, pos: 0, depth: 0 }
+    }
+
+    /// Fails unless the whole input has been read.
+    pub(super) fn end(&self) -> Result<(), CodecError> {
+        if self.pos == self.input.len() { Ok(()) } else { Err(error("trailing bytes after the message")) }
+    }
+
+    /// The next byte, not consumed.
+    #[inline]
+    fn peek(&self) -> Result<u8, CodecError> {
+        self.input.get(self.pos).copied().ok_or_else(truncated)
+    }
+
+    /// Consumes the next byte if it is a break (the end of an indefinite-length item).
+    #[inline]
+    fn at_break(&mut self) -> Result<bool, CodecError> {
+        let at = self.peek()? == simple::BREAK;
+        self.pos += usize::from(at);
+        Ok(at)
+    }
+
+    /// Consumes the next `n` bytes.
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&'de [u8], CodecError> {
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.input.len()).ok_or_else(truncated)?;
+        let bytes = &self.input[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    /// Consumes the next `N` bytes as an array.
+    #[inline]
+    fn take_array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+        let bytes = self.take(N)?;
+        let mut array = [0; N];
+        array.copy_from_slice(bytes);
+        Ok(array)
+    }
+
+    /// Consumes the head of the next item.
+    #[inline]
+    fn head(&mut self) -> Result<Head, CodecError> {
+        let initial = self.peek()?;
+        self.pos += 1;
+        let (major, info) = (initial & 0xe0, initial & 0x1f);
+        let value = match info {
+            0..=23 => u64::from(info),
+            24 => u64::from(self.take_array::<1>()?[0]),
+            25 => u64::from(u16::from_be_bytes(self.take_array()?)),
+            26 => u64::from(u32::from_be_bytes(self.take_array()?)),
+            27 => u64::from_be_bytes(self.take_array()?),
+            INDEFINITE if matches!(major, major::BYTES | major::TEXT | major::ARRAY | major::MAP) => 0,
+            INDEFINITE => return Err(error("a break outside an indefinite-length item")),
+            _ => return Err(error("a malformed item head (reserved additional information)")),
+        };
+        Ok(Head { major, info, value })
+    }
+
+    /// The length of a definite string, array or map; at most the bytes left, since every
+    /// element takes one byte at least (so a claimed length cannot make anyone reserve memory).
+    fn length(&self, head: Head) -> Result<usize, CodecError> {
+        usize::try_from(head.value)
+            .ok()
+            .filter(|&len| len <= self.input.len() - self.pos)
+            .ok_or_else(truncated)
+    }
+
+    /// Goes one level deeper into arrays, maps or tags.
+    fn enter(&mut self) -> Result<(), CodecError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(error("the message nests too deeply"));
+        }
+        Ok(())
+    }
+
+    /// Comes back up one level.
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// The content of a byte or text string whose head is `head`: borrowed when definite,
+    /// the chunks joined when indefinite.
+    fn string(&mut self, head: Head) -> Result<Cow<'de, [u8]>, CodecError> {
+        if !head.indefinite() {
+            let len = self.length(head)?;
+            return Ok(Cow::Borrowed(self.take(len)?));
+        }
+        let mut joined = Vec::new();
+        while !self.at_break()? {
+            let chunk = self.head()?;
+            if chunk.major != head.major || chunk.indefinite() {
+                return Err(error("a chunk of another type inside an indefinite-length string"));
+            }
+            let len = self.length(chunk)?;
+            joined.extend_from_slice(self.take(len)?);
+        }
+        Ok(Cow::Owned(joined))
+    }
+
+    /// Consumes the next item without looking at it.
+    fn skip(&mut self) -> Result<(), CodecError> {
+        let head = self.head()?;
+        match head.major {
+            major::BYTES | major::TEXT => {
+                self.string(head)?;
+            }
+            major::ARRAY | major::MAP => {
+                self.enter()?;
+                if head.indefinite() {
+                    while !self.at_break()? {
+                        self.skip()?;
+                    }
+                } else {
+                    let items = if head.major == major::MAP { 2 } else { 1 };
+                    for _ in 0..self.length(head)? * items {
+                        self.skip()?;
+                    }
+                }
+                self.leave();
+            }
+            major::TAG => {
+                self.enter()?;
+                self.skip()?;
+                self.leave();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Hands the item whose head is `head` to `visitor`.
+    fn visit<V: Visitor<'de>>(&mut self, head: Head, visitor: V) -> Result<V::Value, CodecError> {
+        match head.major {
+            major::UNSIGNED => visitor.visit_u64(head.value),
+            major::NEGATIVE => match i64::try_from(head.value) {
+                Ok(v) => visitor.visit_i64(-1 - v),
+                Err(_) => visitor.visit_i128(-1 - i128::from(head.value)),
+            },
+            major::BYTES => match self.string(head)? {
+                Cow::Borrowed(bytes) => visitor.visit_borrowed_bytes(bytes),
+                Cow::Owned(bytes) => visitor.visit_byte_buf(bytes),
+            },
+            major::TEXT => match self.string(head)? {
+                Cow::Borrowed(bytes) => {
+                    visitor.visit_borrowed_str(std::str::from_utf8(bytes).map_err(|_| not_utf8())?)
+                }
+                Cow::Owned(bytes) => visitor.visit_string(String::from_utf8(bytes).map_err(|_| not_utf8())?),
+            },
+            major::ARRAY => {
+                self.enter()?;
+                let left = if head.indefinite() { None } else { Some(self.length(head)?) };
+                let mut seq = Seq { de: self, left };
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.finish()?;
+                self.leave();
+                Ok(value)
+            }
+            major::MAP => {
+                self.enter()?;
+                let left = if head.indefinite() { None } else { Some(self.length(head)?) };
+                let mut map = Map { de: self, left };
+                let value = visitor.visit_map(&mut map)?;
+                map.finish()?;
+                self.leave();
+                Ok(value)
+            }
+            major::TAG => {
+                // Tags other than a pid's carry no meaning here: the tagged item is the value.
+                self.enter()?;
+                let inner = self.head()?;
+                let value = self.visit(inner, visitor)?;
+                self.leave();
+                Ok(value)
+            }
+            _ => match head.info {
+                20 => visitor.visit_bool(false),
+                21 => visitor.visit_bool(true),
+                22 | 23 => visitor.visit_unit(),
+                25 => visitor.visit_f32(f16_to_f32(head.value as u16)),
+                26 => visitor.visit_f32(f32::from_bits(head.value as u32)),
+                27 => visitor.visit_f64(f64::from_bits(head.value)),
+                _ => Err(error("an unassigned CBOR simple value")),
+            },
+        }
+    }
+
+    /// Consumes a null or undefined if one is next.
+    fn at_null(&mut self) -> Result<bool, CodecError> {
+        let null = matches!(self.peek()?, simple::NULL | simple::UNDEFINED);
+        self.pos += usize::from(null);
+        Ok(null)
+    }
+}
+
+/// Text that is not UTF-8.
+fn not_utf8() -> CodecError {
+    error("a text string that is not UTF-8")
+}
+
+/// Widens an IEEE 754 half-precision float.
+fn f16_to_f32(half: u16) -> f32 {
+    let exponent = i32::from((half >> 10) & 0x1f);
+    let fraction = f32::from(half & 0x3ff);
+    let magnitude = match exponent {
+        0 => fraction * 2f32.powi(-24),
+        31 if fraction == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        _ => (1.0 + fraction / 1024.0) * 2f32.powi(exponent - 15),
+    };
+    if half & 0x8000 != 0 { -magnitude } else { magnitude }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
+    type Error = CodecError;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        let head = self.head()?;
+        self.visit(head, visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if self.at_null()? { visitor.visit_none() } else { visitor.visit_some(self) }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if self.at_null()? { visitor.visit_unit() } else { self.deserialize_any(visitor) }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        if name == PID_MARKER {
+            let head = self.head()?;
+            if head.major != major::TAG || head.value != PID_TAG {
+                return Err(error("expected a pid (tag SPID)"));
+            }
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        match self.peek()? & 0xe0 {
+            major::TEXT => visitor.visit_enum(UnitVariant { de: self }),
+            major::MAP => {
+                let head = self.head()?;
+                if !head.indefinite() && head.value != 1 {
+                    return Err(error("expected an enum variant (a map of one entry)"));
+                }
+                self.enter()?;
+                let value = visitor.visit_enum(Variant { de: &mut *self })?;
+                if head.indefinite() && !self.at_break()? {
+                    return Err(error("an enum variant map with more than one entry"));
+                }
+                self.leave();
+                Ok(value)
+            }
+            _ => Err(error("expected an enum variant (a text or a map of one entry)")),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        self.skip()?;
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        seq tuple tuple_struct map struct identifier
+    }
+}
+
+/// The elements of an array; `left` is `None` while an indefinite one has not ended.
+struct Seq<'a, 'de> {
+    de: &'a mut Decoder<'de>,
+    left: Option<usize>,
+}
+
+impl Seq<'_, '_> {
+    /// Fails unless the visitor read every element.
+    fn finish(&mut self) -> Result<(), CodecError> {
+        match self.left {
+            Some(0) => Ok(()),
+            None if self.de.at_break()? => Ok(()),
+            _ => Err(error("an array with more elements than expected")),
+        }
+    }
+}
+
+impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
+    type Error = CodecError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, CodecError> {
+        match self.left {
+            Some(0) => return Ok(None),
+            Some(n) => self.left = Some(n - 1),
+            None if self.de.at_break()? => {
+                self.left = Some(0);
+                return Ok(None);
+            }
+            None => {}
+        }
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.left
+    }
+}
+
+/// The entries of a map; `left` is `None` while an indefinite one has not ended.
+struct Map<'a, 'de> {
+    de: &'a mut Decoder<'de>,
+    left: Option<usize>,
+}
+
+impl Map<'_, '_> {
+    /// Fails unless the visitor read every entry.
+    fn finish(&mut self) -> Result<(), CodecError> {
+        match self.left {
+            Some(0) => Ok(()),
+            None if self.de.at_break()? => Ok(()),
+            _ => Err(error("a map with more entries than expected")),
+        }
+    }
+}
+
+impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
+    type Error = CodecError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, CodecError> {
+        match self.left {
+            Some(0) => return Ok(None),
+            Some(n) => self.left = Some(n - 1),
+            None if self.de.at_break()? => {
+                self.left = Some(0);
+                return Ok(None);
+            }
+            None => {}
+        }
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, CodecError> {
+        seed.deserialize(&mut *self.de)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.left
+    }
+}
+
+/// An enum variant written as its name alone: a unit variant.
+struct UnitVariant<'a, 'de> {
+    de: &'a mut Decoder<'de>,
+}
+
+impl<'de> de::EnumAccess<'de> for UnitVariant<'_, 'de> {
+    type Error = CodecError;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), CodecError> {
+        let variant = seed.deserialize(&mut *self.de)?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for UnitVariant<'_, 'de> {
+    type Error = CodecError;
+
+    fn unit_variant(self) -> Result<(), CodecError> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _seed: T) -> Result<T::Value, CodecError> {
+        Err(error("expected a variant with a value, found a unit variant"))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, CodecError> {
+        Err(error("expected a tuple variant, found a unit variant"))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        Err(error("expected a struct variant, found a unit variant"))
+    }
+}
+
+/// An enum variant written as a map of one entry, name to content.
+struct Variant<'a, 'de> {
+    de: &'a mut Decoder<'de>,
+}
+
+impl<'de> de::EnumAccess<'de> for Variant<'_, 'de> {
+    type Error = CodecError;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), CodecError> {
+        let variant = seed.deserialize(&mut *self.de)?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
+    type Error = CodecError;
+
+    fn unit_variant(self) -> Result<(), CodecError> {
+        de::Deserialize::deserialize(self.de)
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, CodecError> {
+        seed.deserialize(self.de)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, CodecError> {
+        de::Deserializer::deserialize_any(self.de, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        de::Deserializer::deserialize_any(self.de, visitor)
+    }
+}
