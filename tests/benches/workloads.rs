@@ -12,6 +12,8 @@
 //! cargo bench --bench workloads -- --only W2,W3        # some workloads (`floor` is one too)
 //! cargo bench --bench workloads -- --pin same          # placement: split (default), same, none
 //! cargo bench --bench workloads -- --n W2=20000 --reps 3 --no-floor
+//! cargo bench --bench workloads -- --compare           # then Erlang/OTP, and a table of ratios
+//! cargo bench --bench workloads -- --quick --compare --only W1,W2
 //! ```
 //!
 //! Topology. Node A is a [`Node`] in this OS process, started fresh for every repetition.
@@ -37,6 +39,12 @@
 //! `<ID> spore <key>=<median> ... n=<N> reps=<R> pin=<placement> sched=<threads>
 //! range:<key>=<min>..<max> ...`, and `FLOOR udp64 ...` / `FLOOR tcp64 ...` lines; raw
 //! per-repetition values and notes go to stderr after `#`.
+//!
+//! `--compare` then runs the Erlang/OTP harness (tests/benches/erlang/run.sh) over plain TCP
+//! and over TLS with the same placement and selection (plus W7 and W7b, which only Erlang
+//! runs), never at the same time as Spore, and prints a table of ratios: see [`compare`].
+
+mod compare;
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -80,6 +88,9 @@ const TICK_SECS: &str = "15";
 /// Set in the environment of this binary once it runs under `taskset`, so that it does not
 /// re-execute itself again.
 const PINNED_ENV: &str = "SPORE_BENCH_PINNED";
+/// Set with [`PINNED_ENV`]: the CPUs this binary could use before it pinned itself, so that
+/// the Erlang harness can run on them (`--compare`).
+const CPUS_ENV: &str = "SPORE_BENCH_CPUS";
 /// Round trips of the floor measurement (the spec's), and of a `--quick` run.
 const FLOOR_N: usize = 100_000;
 /// Round trips of the floor measurement in a `--quick` run.
@@ -276,6 +287,8 @@ struct Options {
     pin: Pin,
     /// Skip the floor measurement.
     no_floor: bool,
+    /// Run the Erlang harness after the Spore workloads and print a comparison table.
+    compare: bool,
 }
 
 impl Options {
@@ -290,6 +303,7 @@ impl Options {
             n: Vec::new(),
             pin: Pin::Split,
             no_floor: false,
+            compare: false,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -320,13 +334,14 @@ impl Options {
                     };
                 }
                 "--no-floor" => options.no_floor = true,
-                id if WORKLOADS.iter().any(|w| w.id == id) => options.only.push(id.to_owned()),
+                "--compare" => options.compare = true,
+                id if all_ids().any(|known| known == id) => options.only.push(id.to_owned()),
                 _ => {}
             }
         }
-        let known = |id: &str| id == "floor" || WORKLOADS.iter().any(|w| w.id == id);
+        let known = |id: &str| id == "floor" || all_ids().any(|known| known == id);
         if let Some(unknown) = options.only.iter().find(|id| !known(id)) {
-            let ids: Vec<&str> = WORKLOADS.iter().map(|w| w.id).collect();
+            let ids: Vec<&str> = all_ids().collect();
             bail!("unknown workload {unknown} (known: {}, floor)", ids.join(", "));
         }
         Ok(options)
@@ -338,12 +353,34 @@ impl Options {
     }
 }
 
+/// The ids of every workload, Spore's and then those only Erlang runs (W7, W7b): the spec's
+/// order.
+fn all_ids() -> impl Iterator<Item = &'static str> {
+    WORKLOADS.iter().map(|w| w.id).chain(compare::ERLANG_ONLY.iter().copied())
+}
+
 fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--floor-echo") {
         return floor_echo();
     }
     let options = Options::parse()?;
     pin_self(options.pin)?;
+    let mut lines = run_spore(&options)?;
+    if options.compare {
+        let ids: Vec<&str> = all_ids().filter(|id| options.selected(id)).collect();
+        let run =
+            compare::ErlangRun { ids: &ids, pin: options.pin, reps: options.reps, quick: options.quick };
+        lines.extend(compare::run_erlang(&run)?);
+        println!();
+        print!("{}", compare::table(&lines, &ids, options.pin.name(), options.quick));
+    }
+    Ok(())
+}
+
+/// Runs the floor and the selected Spore workloads, printing their result lines, and returns
+/// those lines. Every node it started is stopped when it returns.
+fn run_spore(options: &Options) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
     let sched = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pin = options.pin.name();
     eprintln!(
@@ -353,10 +390,13 @@ fn main() -> anyhow::Result<()> {
     );
     let selected: Vec<&Workload> = WORKLOADS.iter().filter(|w| options.selected(w.id)).collect();
     let remote = selected.iter().any(|w| w.remote);
-    if !options.no_floor && (remote || options.only.iter().any(|o| o == "floor")) {
+    // W7 and W7b are remote too: with --compare, Erlang runs them.
+    let erlang_remote = options.compare && compare::ERLANG_ONLY.iter().any(|id| options.selected(id));
+    if !options.no_floor && (remote || erlang_remote || options.only.iter().any(|o| o == "floor")) {
         let n = if options.quick { QUICK_FLOOR_N } else { FLOOR_N };
         for line in floor(options.pin, n).context("floor")? {
             println!("{line}");
+            lines.push(line);
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -391,11 +431,12 @@ fn main() -> anyhow::Result<()> {
             line.push_str(&format!(" max_processes={}", max_processes(n + 1)));
         }
         println!("{line}");
+        lines.push(line);
         if let Some(cluster) = &bench.cluster {
             cluster.b.check_alive()?;
         }
     }
-    Ok(())
+    Ok(lines)
 }
 
 /// What a repetition runs with: the runtime that drives the host side, and the cluster
@@ -549,6 +590,7 @@ fn pin_self(pin: Pin) -> anyhow::Result<()> {
         .arg(&exe)
         .args(std::env::args_os().skip(1))
         .env(PINNED_ENV, "1")
+        .env(CPUS_ENV, allowed_cpus().unwrap_or_default())
         .exec();
     Err(err).context("re-executing under `taskset -c 0` (is util-linux's taskset installed?)")
 }
