@@ -113,7 +113,7 @@ pub struct Transport {
 
 impl Transport {
     /// Opens the endpoint on the first free port of `ports` on `ip`. Must run inside the
-    /// network runtime.
+    /// node's runtime.
     pub fn bind(
         identity: &ClusterIdentity,
         ip: IpAddr,
