@@ -8,7 +8,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// Scenario guests in tests/guests/examples.
-const SCENARIOS: &[&str] = &["echo", "crash", "spin", "limits", "names", "relay", "bench", "sink", "sandbox"];
+const SCENARIOS: &[&str] =
+    &["echo", "crash", "spin", "limits", "names", "relay", "bench", "sink", "sandbox", "hello"];
 /// Example crates the tests run, with the file each builds.
 const EXAMPLES: &[(&str, &str)] = &[("ping-pong", "ping_pong"), ("links", "links")];
 

@@ -119,6 +119,9 @@ impl CodeCache {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             engine.precompile_compatibility_hash().hash(&mut h);
+            // The compiler is in wasmtime's tunables too; naming it here keeps a Winch
+            // artifact from ever being taken for a Cranelift one.
+            format!("{:?}", config.compiler).hash(&mut h);
             format!("{:016x}", h.finish())
         };
         Self {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
-use crate::config::{MAX_MEMORY_BYTES, NodeConfig};
+use crate::config::{Compiler, MAX_MEMORY_BYTES, NodeConfig};
 use crate::error::StartError;
 
 /// Core instances a component may have: the guest's main module plus the canonical-ABI shims
@@ -54,6 +54,10 @@ pub(crate) fn build(config: &NodeConfig) -> Result<Engine, StartError> {
         .pagemap_scan(Enabled::Auto);
 
     let mut cfg = Config::new();
+    cfg.strategy(match config.compiler {
+        Compiler::Cranelift => Strategy::Cranelift,
+        Compiler::Winch => Strategy::Winch,
+    });
     cfg.wasm_component_model(true)
         .epoch_interruption(true)
         .consume_fuel(config.fuel)

@@ -45,7 +45,7 @@ pub mod proto;
 pub mod transport;
 
 pub use cache::ModuleId;
-pub use config::{CacheDir, Limits, NodeConfig};
+pub use config::{CacheDir, Compiler, Limits, NodeConfig};
 pub use dist::DistConfig;
 pub use error::{LoadError, RegisterError, SendError, SpawnError, StartError};
 pub use group::GroupLeader;

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use spore_host::proto::{Query, QueryReply};
 use spore_host::{
-    CacheDir, DistConfig, ExitReason, Grants, Node, NodeConfig, Preopen, SpawnRequest, cookie, demo,
+    CacheDir, Compiler, DistConfig, ExitReason, Grants, Node, NodeConfig, Preopen, SpawnRequest, cookie, demo,
 };
 
 /// Spore runs WebAssembly components as Erlang-style processes: sandboxed, with mailboxes,
@@ -216,6 +216,18 @@ struct NodeArgs {
     /// data segments; slower for small guests).
     #[arg(long)]
     copy_on_write: bool,
+    /// The compiler of modules: cranelift (fast code) or winch (fast compiles, slower code).
+    #[arg(long, value_enum, default_value_t = CompilerArg::Cranelift)]
+    compiler: CompilerArg,
+}
+
+/// `--compiler`: [`Compiler`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CompilerArg {
+    /// Cranelift, the optimizing compiler.
+    Cranelift,
+    /// Winch, the baseline compiler.
+    Winch,
 }
 
 /// Capabilities granted to the first process (and passed on only where it asks).
@@ -265,6 +277,10 @@ impl NodeArgs {
             max_processes: self.max_processes,
             fuel: self.fuel.is_some(),
             copy_on_write: self.copy_on_write,
+            compiler: match self.compiler {
+                CompilerArg::Cranelift => Compiler::Cranelift,
+                CompilerArg::Winch => Compiler::Winch,
+            },
             ..NodeConfig::default()
         };
         config.limits.memory_bytes = self.memory_limit << 20;

@@ -60,6 +60,19 @@ fn run_prints_the_tutorial_and_exits_zero() {
 }
 
 #[test]
+fn the_baseline_compiler_runs_the_same_program() {
+    let dir = scratch("winch");
+    let module = write(&dir, "ping_pong.wasm", PING_PONG_WASM);
+    let out = spore(&dir, &["run", "--compiler", "winch", "--no-cache", &module]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = "Pong received ping\nPing received pong\n".repeat(3) + "Ping finished\nPong finished\n";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    let refused = spore(&dir, &["run", "--compiler", "fast", &module]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("cranelift"), "{}", stderr(&refused));
+}
+
+#[test]
 fn demo_runs_on_embedded_defaults() {
     let dir = scratch("demo");
     let out = spore(&dir, &["demo"]);

@@ -12,6 +12,7 @@
 //! cargo bench --bench workloads -- --only W2,W3        # some workloads (`floor` is one too)
 //! cargo bench --bench workloads -- --pin same          # placement: split (default), same, none
 //! cargo bench --bench workloads -- --n W2=20000 --reps 3 --no-floor
+//! cargo bench --bench workloads -- --compiler winch   # every node compiles with Winch
 //! cargo bench --bench workloads -- --compare           # then Erlang/OTP, and a table of ratios
 //! cargo bench --bench workloads -- --quick --compare --only W1,W2
 //! ```
@@ -51,7 +52,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -60,8 +61,8 @@ use bytes::Bytes;
 use ciborium::Value;
 use spore_host::config::DEFAULT_MAX_PROCESSES;
 use spore_host::{
-    CacheDir, ConnectError, DistConfig, ExitReason, HostProcess, Incoming, ModuleId, Node, NodeConfig, Pid,
-    Ref, Selector, SpawnRequest, cbor,
+    CacheDir, Compiler, ConnectError, DistConfig, ExitReason, HostProcess, Incoming, ModuleId, Node,
+    NodeConfig, Pid, Ref, Selector, SpawnRequest, cbor,
 };
 use spore_tests::{guests, int, text};
 
@@ -200,7 +201,8 @@ const WORKLOADS: &[Workload] = &[
         n: 25,
         quick_n: 5,
         n_note: "n is K, the modules per repetition; spec K is 200, lowered so that one repetition \
-                 lasts 1-10 s here: each module is the 228 KB bench guest, which B compiles in ~0.3 s",
+                 lasts 1-10 s here: each module is the 146 KB hello guest, which B compiles with \
+                 Cranelift in ~0.2 s",
         remote: true,
         run: |b, n| b.rt.block_on(w5b(b.cluster()?, n)),
     },
@@ -221,6 +223,19 @@ const WORKLOADS: &[Workload] = &[
         run: |b, n| b.rt.block_on(w6(b.cluster()?, n)),
     },
 ];
+
+/// Set by `--compiler winch`: every node of the run compiles with Winch.
+static COMPILER: AtomicBool = AtomicBool::new(false);
+
+/// Whether this run's nodes compile with Winch.
+fn winch() -> bool {
+    COMPILER.load(Ordering::Relaxed)
+}
+
+/// The compiler of this run's nodes.
+fn compiler() -> Compiler {
+    if winch() { Compiler::Winch } else { Compiler::Cranelift }
+}
 
 /// Where the nodes run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -287,6 +302,8 @@ struct Options {
     pin: Pin,
     /// Skip the floor measurement.
     no_floor: bool,
+    /// `--compiler winch`: every node compiles with Winch instead of Cranelift.
+    winch: bool,
     /// Run the Erlang harness after the Spore workloads and print a comparison table.
     compare: bool,
 }
@@ -303,6 +320,7 @@ impl Options {
             n: Vec::new(),
             pin: Pin::Split,
             no_floor: false,
+            winch: false,
             compare: false,
         };
         let mut args = args.into_iter();
@@ -334,6 +352,14 @@ impl Options {
                     };
                 }
                 "--no-floor" => options.no_floor = true,
+                "--compiler" => {
+                    let compiler = args.next().context("--compiler needs cranelift or winch")?;
+                    options.winch = match compiler.as_str() {
+                        "cranelift" => false,
+                        "winch" => true,
+                        _ => bail!("bad --compiler {compiler} (cranelift or winch)"),
+                    };
+                }
                 "--compare" => options.compare = true,
                 id if all_ids().any(|known| known == id) => options.only.push(id.to_owned()),
                 _ => {}
@@ -364,6 +390,9 @@ fn main() -> anyhow::Result<()> {
         return floor_echo();
     }
     let options = Options::parse()?;
+    if options.winch {
+        COMPILER.store(true, Ordering::Relaxed);
+    }
     pin_self(options.pin)?;
     let mut lines = run_spore(&options)?;
     if options.compare {
@@ -385,8 +414,9 @@ fn run_spore(options: &Options) -> anyhow::Result<Vec<String>> {
     let pin = options.pin.name();
     eprintln!(
         "# pin={pin} (this process on CPUs {}); each repetition runs on a fresh Node A in this one OS \
-         process (the spec asks for a new process per repetition); nodes use NodeConfig defaults",
-        allowed_cpus().unwrap_or_else(|| "?".into())
+         process (the spec asks for a new process per repetition); nodes use NodeConfig defaults{}",
+        allowed_cpus().unwrap_or_else(|| "?".into()),
+        if options.winch { ", except compiler=winch (every node)" } else { "" }
     );
     let selected: Vec<&Workload> = WORKLOADS.iter().filter(|w| options.selected(w.id)).collect();
     let remote = selected.iter().any(|w| w.remote);
@@ -426,6 +456,9 @@ fn run_spore(options: &Options) -> anyhow::Result<Vec<String>> {
             samples.push(values);
         }
         let mut line = result_line(workload, n, options.reps, pin, sched, &samples);
+        if options.winch {
+            line.push_str(" compiler=winch");
+        }
         // Only W4b keeps more than a few processes alive at once.
         if workload.id == "W4b" && max_processes(n + 1) != DEFAULT_MAX_PROCESSES {
             line.push_str(&format!(" max_processes={}", max_processes(n + 1)));
@@ -693,6 +726,7 @@ impl NodeProcess {
         let mut cmd = pin.command_for_other(spore);
         cmd.args(["node", "--name", name, "--cookie", cookie, "--mapper-port", &mapper.to_string()])
             .args(["--tick", TICK_SECS])
+            .args(["--compiler", if winch() { "winch" } else { "cranelift" }])
             .env("XDG_CACHE_HOME", cache)
             .env_remove(PINNED_ENV)
             .stdin(Stdio::null())
@@ -776,6 +810,8 @@ struct Cluster {
     mapper: u16,
     /// The bench guest's bytes (shipped to the nodes that lack it).
     bench_bytes: Bytes,
+    /// The hello guest's bytes, W5b's small SDK guest.
+    hello_bytes: Bytes,
     /// The instance pool of each node A.
     a_max_processes: u32,
     /// W6's wrong-cookie attempts after the first.
@@ -795,6 +831,8 @@ impl Cluster {
         let scratch = Scratch(std::env::temp_dir().join(format!("spore-bench-{}", std::process::id())));
         let bench_bytes =
             Bytes::from(std::fs::read(guests::BENCH).with_context(|| guests::BENCH.to_owned())?);
+        let hello_bytes =
+            Bytes::from(std::fs::read(guests::HELLO).with_context(|| guests::HELLO.to_owned())?);
         let b = NodeProcess::start(&spore, pin, B_NAME, &cookie, mapper, &scratch.0.join("benchb"), true)?;
         eprintln!(
             "# node B: {B_NAME}, `{} node` (pid {}) on CPUs {}, --tick {TICK_SECS}, port mapper on {mapper}",
@@ -808,6 +846,7 @@ impl Cluster {
             cookie,
             mapper,
             bench_bytes,
+            hello_bytes,
             a_max_processes: DEFAULT_MAX_PROCESSES,
             rejects: W6_REJECTS,
             b,
@@ -838,6 +877,7 @@ impl Cluster {
             cache_dir: CacheDir::Path(spore_tests::cache_dir()),
             max_processes: self.a_max_processes,
             dist: Some(dist),
+            compiler: compiler(),
             ..NodeConfig::default()
         };
         start_node(config)
@@ -910,6 +950,7 @@ impl Rep {
             name: "bench@localhost".to_owned(),
             max_processes: max_processes(processes),
             cache_dir: CacheDir::Path(spore_tests::cache_dir()),
+            compiler: compiler(),
             ..NodeConfig::default()
         };
         Self::with_node(start_node(config)?).await
@@ -1216,7 +1257,8 @@ fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> 
 }
 
 /// W5b: a fresh peer with an empty disk cache, and `k` distinct modules it has never seen
-/// (the bench guest with a distinct custom section each); per module, timed from A's host
+/// (the hello guest, tests/guests/examples/hello.rs, with a distinct custom section each);
+/// per module, timed from A's host
 /// side: ship + compile + first spawn + its hello. Returns p50_us, mean_us, p99_us and
 /// module_bytes.
 async fn w5b(cluster: &Cluster, k: u64) -> anyhow::Result<Vec<f64>> {
@@ -1230,9 +1272,9 @@ async fn w5b(cluster: &Cluster, k: u64) -> anyhow::Result<Vec<f64>> {
     let modules: Vec<(SpawnRequest, String, usize)> = (0..k)
         .map(|i| {
             let bytes =
-                with_custom_section(&cluster.bench_bytes, "spore-bench-w5b", format!("{seq}/{i}").as_bytes());
+                with_custom_section(&cluster.hello_bytes, "spore-bench-w5b", format!("{seq}/{i}").as_bytes());
             let len = bytes.len();
-            let request = SpawnRequest::from_bytes(bytes, "w5b_hello").args(args.clone());
+            let request = SpawnRequest::from_bytes(bytes, "hello").args(args.clone());
             let id = request.module.to_string();
             (request, id, len)
         })

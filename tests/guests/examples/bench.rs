@@ -1,7 +1,7 @@
 //! Bench: the guest side of the benchmark workloads (`cargo bench --bench workloads`,
 //! shared/bench/WORKLOADS.md): W1 ping-pong, W4a spawns of processes that exit at once, W4b
 //! spawns of processes that stay alive; and, across two nodes, W2 remote ping-pong, W3/W3b
-//! remote throughput, W5 remote spawn and W5b code shipping.
+//! remote throughput and W5 remote spawn (W5b ships the hello guest).
 //!
 //! Each driver entry (`w1`, `w4a`, `w4b`, `w2`, `w3`, `w5`) prepares what is untimed, sends
 //! `"ready"` to the host process `reply_to`, waits for `"go"`, runs the workload, and reports
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::de::{self, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use spore_guest::{
-    Pid, Received, Select, SpawnError, module_id, receive, receive_any, register, send, send_named, sleep,
-    spawn, spawn_on,
+    Pid, Received, Select, SpawnError, receive, receive_any, register, send, send_named, sleep, spawn,
+    spawn_on,
 };
 
 /// The payload of W1, W2 and W3: 64 bytes (W3b: 65,536), encoded as a CBOR byte string (a
@@ -292,10 +292,4 @@ fn w5_child(parent: Pid) {
     send(parent, &("child", Pid::me()));
 }
 
-/// W5b's first process of a freshly shipped module: sends `(module id, self(), "hello")` to
-/// `parent` and ends.
-fn w5b_hello(parent: Pid) {
-    send(parent, &(module_id(), Pid::me(), "hello"));
-}
-
-spore_guest::entries!(w1, pong, w4a, nop, w4b, idle, w2, w2_pong, w3, w3_sink, w5, w5_child, w5b_hello);
+spore_guest::entries!(w1, pong, w4a, nop, w4b, idle, w2, w2_pong, w3, w3_sink, w5, w5_child);
