@@ -27,6 +27,21 @@ impl Head {
     }
 }
 
+/// An item as [`Decoder::item`] read it; arrays and maps give their length (`None` when
+/// indefinite) and leave their elements to be read.
+enum Item<'de> {
+    Unsigned(u64),
+    Negative(i64),
+    Bytes(Cow<'de, [u8]>),
+    Text(Cow<'de, str>),
+    Array(Option<usize>),
+    Map(Option<usize>),
+    Bool(bool),
+    Null,
+    F32(f32),
+    F64(f64),
+}
+
 /// Reads one CBOR item from a slice.
 pub(super) struct Decoder<'de> {
     input: &'de [u8],
@@ -179,59 +194,77 @@ impl<'de> Decoder<'de> {
         Ok(())
     }
 
-    /// Hands the item whose head is `head` to `visitor`.
-    fn visit<V: Visitor<'de>>(&mut self, head: Head, visitor: V) -> Result<V::Value, CodecError> {
-        match head.major {
-            major::UNSIGNED => visitor.visit_u64(head.value),
+    /// Reads the next item up to its content: scalars and strings whole, arrays and maps
+    /// up to their elements. Tags other than a pid's carry no meaning here and are passed
+    /// over. Not generic, so that every visitor's [`Decoder::visit`] stays small.
+    #[inline(never)]
+    fn item(&mut self) -> Result<Item<'de>, CodecError> {
+        let mut head = self.head()?;
+        let mut tags = 0;
+        while head.major == major::TAG {
+            tags += 1;
+            if self.depth + tags > MAX_DEPTH {
+                return Err(error("the message nests too deeply"));
+            }
+            head = self.head()?;
+        }
+        let length = |de: &Self| if head.indefinite() { Ok(None) } else { de.length(head).map(Some) };
+        Ok(match head.major {
+            major::UNSIGNED => Item::Unsigned(head.value),
+            // Below -2^63 is out of every Rust integer type serde reads but i128, whose
+            // visitor would link 128-bit formatting into every guest.
             major::NEGATIVE => match i64::try_from(head.value) {
-                Ok(v) => visitor.visit_i64(-1 - v),
-                Err(_) => visitor.visit_i128(-1 - i128::from(head.value)),
+                Ok(v) => Item::Negative(-1 - v),
+                Err(_) => return Err(error("a negative integer below -2^63")),
             },
-            major::BYTES => match self.string(head)? {
-                Cow::Borrowed(bytes) => visitor.visit_borrowed_bytes(bytes),
-                Cow::Owned(bytes) => visitor.visit_byte_buf(bytes),
+            major::BYTES => Item::Bytes(self.string(head)?),
+            major::TEXT => Item::Text(match self.string(head)? {
+                Cow::Borrowed(bytes) => Cow::Borrowed(std::str::from_utf8(bytes).map_err(|_| not_utf8())?),
+                Cow::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).map_err(|_| not_utf8())?),
+            }),
+            major::ARRAY => Item::Array(length(self)?),
+            major::MAP => Item::Map(length(self)?),
+            _ => match head.info {
+                20 => Item::Bool(false),
+                21 => Item::Bool(true),
+                22 | 23 => Item::Null,
+                25 => Item::F32(f16_to_f32(head.value as u16)),
+                26 => Item::F32(f32::from_bits(head.value as u32)),
+                27 => Item::F64(f64::from_bits(head.value)),
+                _ => return Err(error("an unassigned CBOR simple value")),
             },
-            major::TEXT => match self.string(head)? {
-                Cow::Borrowed(bytes) => {
-                    visitor.visit_borrowed_str(std::str::from_utf8(bytes).map_err(|_| not_utf8())?)
-                }
-                Cow::Owned(bytes) => visitor.visit_string(String::from_utf8(bytes).map_err(|_| not_utf8())?),
-            },
-            major::ARRAY => {
+        })
+    }
+
+    /// Hands the next item to `visitor`.
+    fn visit<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.item()? {
+            Item::Unsigned(v) => visitor.visit_u64(v),
+            Item::Negative(v) => visitor.visit_i64(v),
+            Item::Bytes(Cow::Borrowed(bytes)) => visitor.visit_borrowed_bytes(bytes),
+            Item::Bytes(Cow::Owned(bytes)) => visitor.visit_byte_buf(bytes),
+            Item::Text(Cow::Borrowed(text)) => visitor.visit_borrowed_str(text),
+            Item::Text(Cow::Owned(text)) => visitor.visit_string(text),
+            Item::Array(left) => {
                 self.enter()?;
-                let left = if head.indefinite() { None } else { Some(self.length(head)?) };
                 let mut seq = Seq { de: self, left };
                 let value = visitor.visit_seq(&mut seq)?;
                 seq.finish()?;
                 self.leave();
                 Ok(value)
             }
-            major::MAP => {
+            Item::Map(left) => {
                 self.enter()?;
-                let left = if head.indefinite() { None } else { Some(self.length(head)?) };
                 let mut map = Map { de: self, left };
                 let value = visitor.visit_map(&mut map)?;
                 map.finish()?;
                 self.leave();
                 Ok(value)
             }
-            major::TAG => {
-                // Tags other than a pid's carry no meaning here: the tagged item is the value.
-                self.enter()?;
-                let inner = self.head()?;
-                let value = self.visit(inner, visitor)?;
-                self.leave();
-                Ok(value)
-            }
-            _ => match head.info {
-                20 => visitor.visit_bool(false),
-                21 => visitor.visit_bool(true),
-                22 | 23 => visitor.visit_unit(),
-                25 => visitor.visit_f32(f16_to_f32(head.value as u16)),
-                26 => visitor.visit_f32(f32::from_bits(head.value as u32)),
-                27 => visitor.visit_f64(f64::from_bits(head.value)),
-                _ => Err(error("an unassigned CBOR simple value")),
-            },
+            Item::Bool(b) => visitor.visit_bool(b),
+            Item::Null => visitor.visit_unit(),
+            Item::F32(f) => visitor.visit_f32(f),
+            Item::F64(f) => visitor.visit_f64(f),
         }
     }
 
@@ -269,8 +302,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-        let head = self.head()?;
-        self.visit(head, visitor)
+        self.visit(visitor)
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
@@ -359,7 +391,10 @@ impl Seq<'_, '_> {
 impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
     type Error = CodecError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, CodecError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, CodecError> {
         match self.left {
             Some(0) => return Ok(None),
             Some(n) => self.left = Some(n - 1),

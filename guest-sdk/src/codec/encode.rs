@@ -381,7 +381,11 @@ impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = CodecError;
 
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), CodecError> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CodecError> {
         self.encoder.text(key);
         value.serialize(&mut *self.encoder)
     }
@@ -396,7 +400,11 @@ impl ser::SerializeStructVariant for Compound<'_> {
     type Ok = ();
     type Error = CodecError;
 
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), CodecError> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CodecError> {
         self.encoder.text(key);
         value.serialize(&mut *self.encoder)
     }

@@ -45,6 +45,40 @@ impl serde::de::Error for CodecError {
     fn custom<T: std::fmt::Display>(msg: T) -> Self {
         CodecError(msg.to_string())
     }
+
+    fn invalid_type(unexpected: de::Unexpected, expected: &dyn de::Expected) -> Self {
+        CodecError(format!("invalid type: {}, expected {expected}", describe(unexpected)))
+    }
+
+    fn invalid_value(unexpected: de::Unexpected, expected: &dyn de::Expected) -> Self {
+        CodecError(format!("invalid value: {}, expected {expected}", describe(unexpected)))
+    }
+}
+
+/// What serde found instead of what it expected, in words. Serde's own `Display` of it
+/// prints floats, which would link float formatting (about 12 KB) into every guest.
+fn describe(unexpected: de::Unexpected) -> String {
+    use de::Unexpected as U;
+    match unexpected {
+        U::Bool(b) => format!("boolean `{b}`"),
+        U::Unsigned(n) => format!("integer `{n}`"),
+        U::Signed(n) => format!("integer `{n}`"),
+        U::Float(_) => "a floating-point number".into(),
+        U::Char(c) => format!("character `{c}`"),
+        U::Str(text) => format!("text \"{text}\""),
+        U::Bytes(_) => "a byte string".into(),
+        U::Unit => "null".into(),
+        U::Option => "an optional value".into(),
+        U::NewtypeStruct => "a newtype struct".into(),
+        U::Seq => "an array".into(),
+        U::Map => "a map".into(),
+        U::Enum => "an enum".into(),
+        U::UnitVariant => "a unit variant".into(),
+        U::NewtypeVariant => "a newtype variant".into(),
+        U::TupleVariant => "a tuple variant".into(),
+        U::StructVariant => "a struct variant".into(),
+        U::Other(other) => other.into(),
+    }
 }
 
 /// Encodes `value` as CBOR.
@@ -71,10 +105,10 @@ pub fn decode_args<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         return typed;
     }
     match decode::<Vec<String>>(bytes) {
-        Ok(texts) => T::deserialize(de::value::SeqDeserializer::<_, de::value::Error>::new(
-            texts.into_iter().map(TextArg),
-        ))
-        .map_err(|e| CodecError(format!("bad arguments: {e}"))),
+        Ok(texts) => {
+            T::deserialize(de::value::SeqDeserializer::<_, CodecError>::new(texts.into_iter().map(TextArg)))
+                .map_err(|e| CodecError(format!("bad arguments: {e}")))
+        }
         Err(_) => typed.map_err(|e| CodecError(format!("bad arguments: {e}"))),
     }
 }
@@ -82,7 +116,7 @@ pub fn decode_args<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 /// One command-line argument, deserializable into any type that can be parsed from text.
 struct TextArg(String);
 
-impl<'de> IntoDeserializer<'de, de::value::Error> for TextArg {
+impl<'de> IntoDeserializer<'de, CodecError> for TextArg {
     type Deserializer = Self;
     fn into_deserializer(self) -> Self {
         self
@@ -101,7 +135,7 @@ macro_rules! parse_as {
 }
 
 impl<'de> de::Deserializer<'de> for TextArg {
-    type Error = de::value::Error;
+    type Error = CodecError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         visitor.visit_string(self.0)
