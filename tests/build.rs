@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Scenario guests in tests/guests/examples.
 const SCENARIOS: &[&str] =
-    &["echo", "crash", "spin", "limits", "names", "relay", "bench", "sink", "sandbox", "hello"];
+    &["echo", "crash", "spin", "limits", "names", "relay", "bench", "sink", "sandbox", "hello", "calls"];
 /// Example crates the tests run, with the file each builds.
 const EXAMPLES: &[(&str, &str)] = &[("ping-pong", "ping_pong"), ("links", "links")];
 

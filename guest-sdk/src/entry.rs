@@ -2,39 +2,55 @@
 //! entries; each is a plain function whose parameters are decoded from the spawn's
 //! arguments.
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::decode_args;
+use crate::codec::{decode_args, split_call};
+use crate::pid::{Pid, Ref};
 use crate::reason::ExitReason;
+use crate::rpc::{Reply, answer};
 
-/// What an entry function may return: `()` (normal exit) or a `Result` whose error ends the
-/// process with that error as reason.
+/// What an entry function may return: `()` (normal exit), a `Result` whose error ends the
+/// process with that error as reason, or a [`Reply`] (also inside `Ok`) whose value answers
+/// a call ([`rpc`](crate::rpc)). `()` and `Ok(())` answer a call with null.
 pub trait EntryResult {
-    /// The exit reason, if not normal.
-    fn into_exit(self) -> Option<ExitReason>;
+    /// Answers the caller of a call, when the process runs one, and returns the exit
+    /// reason, if not normal.
+    fn finish(self, caller: Option<(Pid, Ref)>) -> Option<ExitReason>;
 }
 
 impl EntryResult for () {
-    fn into_exit(self) -> Option<ExitReason> {
+    fn finish(self, caller: Option<(Pid, Ref)>) -> Option<ExitReason> {
+        answer(caller, &());
         None
     }
 }
 
-impl<E: std::fmt::Display> EntryResult for Result<(), E> {
-    fn into_exit(self) -> Option<ExitReason> {
-        self.err().map(|e| ExitReason::Error(e.to_string()))
+impl<T: Serialize> EntryResult for Reply<T> {
+    fn finish(self, caller: Option<(Pid, Ref)>) -> Option<ExitReason> {
+        answer(caller, &self.0);
+        None
+    }
+}
+
+impl<T: EntryResult, E: std::fmt::Display> EntryResult for Result<T, E> {
+    fn finish(self, caller: Option<(Pid, Ref)>) -> Option<ExitReason> {
+        match self {
+            Ok(value) => value.finish(caller),
+            Err(e) => Some(ExitReason::Error(e.to_string())),
+        }
     }
 }
 
 /// A function usable as an entry, with parameters `Args` (a tuple).
 pub trait Entry<Args> {
-    /// Decodes `args` and runs the function.
-    fn run(self, args: &[u8]) -> Option<ExitReason>;
+    /// Decodes `args`, runs the function, and answers `caller` if a call spawned it.
+    fn run(self, args: &[u8], caller: Option<(Pid, Ref)>) -> Option<ExitReason>;
 }
 
 impl<F: FnOnce() -> R, R: EntryResult> Entry<()> for F {
-    fn run(self, _args: &[u8]) -> Option<ExitReason> {
-        self().into_exit()
+    fn run(self, _args: &[u8], caller: Option<(Pid, Ref)>) -> Option<ExitReason> {
+        self().finish(caller)
     }
 }
 
@@ -47,9 +63,9 @@ macro_rules! entry_arity {
             $($a: DeserializeOwned),+
         {
             #[allow(non_snake_case)]
-            fn run(self, args: &[u8]) -> Option<ExitReason> {
+            fn run(self, args: &[u8], caller: Option<(Pid, Ref)>) -> Option<ExitReason> {
                 match decode_args::<($($a,)+)>(args) {
-                    Ok(($($a,)+)) => self($($a),+).into_exit(),
+                    Ok(($($a,)+)) => self($($a),+).finish(caller),
                     Err(e) => Some(ExitReason::Error(e.to_string())),
                 }
             }
@@ -64,12 +80,17 @@ entry_arity!(A, B, C, D);
 entry_arity!(A, B, C, D, E);
 entry_arity!(A, B, C, D, E, G);
 
-/// Runs `f` as the process's entry: installs the panic hook, decodes the arguments, and
-/// turns the result into the process's exit.
+/// Runs `f` as the process's entry: installs the panic hook, decodes the arguments (taking
+/// a call's caller out of them), answers a call, and turns the result into the process's
+/// exit.
 #[doc(hidden)]
 pub fn run_entry<Args, F: Entry<Args>>(name: &str, f: F, args: &[u8]) {
     install_panic_hook();
-    match f.run(args) {
+    let (caller, args) = match split_call(args) {
+        Some((caller, reference, args)) => (Some((caller, reference)), args),
+        None => (None, args),
+    };
+    match f.run(args, caller) {
         None => {}
         Some(ExitReason::Error(e)) if e.starts_with(BAD_ARGUMENTS) => crate::process::exit(
             ExitReason::Error(format!("{BAD_ARGUMENTS} for entry `{name}`{}", &e[BAD_ARGUMENTS.len()..])),

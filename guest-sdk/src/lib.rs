@@ -37,6 +37,8 @@
 //!   selective receive with several arms and a timeout.
 //! - Failures: [`link`], [`monitor`], [`trap_exit`], [`Signal`], [`ExitReason`].
 //! - Names: [`register`], [`whereis`]. Time: [`sleep`], [`send_after`].
+//! - Calls: [`rpc::call`], [`rpc::multicall`], [`rpc::cast`] run an entry on a node and
+//!   bring back what it returns ([`Reply`]), like Erlang's `erpc`.
 //! - Entries: [`entries!`] exports the functions a spawn can name; their parameters are
 //!   decoded from the spawn's arguments (see [`codec`]).
 
@@ -48,6 +50,7 @@ mod mailbox;
 mod pid;
 mod process;
 mod reason;
+pub mod rpc;
 mod timer;
 
 pub use entry::{Entry, EntryResult};
@@ -62,6 +65,7 @@ pub use process::{
     registered, self_pid, spawn, spawn_link, spawn_monitor, spawn_on, trap_exit, unlink, unregister, whereis,
 };
 pub use reason::ExitReason;
+pub use rpc::{CallError, Reply};
 pub use timer::{cancel_timer, send_after, sleep};
 
 #[doc(hidden)]

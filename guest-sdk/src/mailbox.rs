@@ -229,6 +229,14 @@ pub fn receive_tagged<T: DeserializeOwned>(
     }
 }
 
+/// Drops the saved down notice of `monitor`, if there is one.
+pub(crate) fn forget_down(monitor: Ref) {
+    SAVED.with(|s| {
+        s.borrow_mut()
+            .retain(|e| !matches!(e, Received::Signal(Signal::Down { monitor: m, .. }) if *m == monitor))
+    });
+}
+
 /// Entries waiting (in the host mailbox and in this process's save queue).
 pub fn pending() -> usize {
     wit::pending() as usize + SAVED.with(|s| s.borrow().len())
@@ -311,6 +319,13 @@ impl<'a, R> Select<'a, R> {
             let Received::Signal(s) = entry else { return None };
             f.take().map(|f| f(s.clone()))
         }));
+        self
+    }
+
+    /// Matches what `f` takes: it returns `Some` with the result for the entries it wants
+    /// and `None` for the others, which stay queued.
+    pub fn on_match(mut self, f: impl FnMut(&Received) -> Option<R> + 'a) -> Self {
+        self.arms.push(Box::new(f));
         self
     }
 

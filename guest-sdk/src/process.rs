@@ -287,9 +287,12 @@ pub fn monitor(pid: Pid) -> Ref {
     wit_link::monitor(pid.to_wit())
 }
 
-/// Stops a monitor.
+/// Stops a monitor, and drops its down notice if one has arrived already (Erlang's
+/// `demonitor(Ref, [flush])`): after it, no [`Signal::Down`](crate::Signal::Down) of that
+/// monitor is received.
 pub fn demonitor(monitor: Ref) {
     wit_link::demonitor(monitor);
+    crate::mailbox::forget_down(monitor);
 }
 
 /// Turns exit signals into [`Signal::Exit`](crate::Signal::Exit) messages (true) or lets

@@ -2,8 +2,9 @@
 //! W4a (spawns of processes that exit at once), W4b (spawns of processes that stay alive, and
 //! memory per process), and across two nodes W2 (remote ping-pong by registered name), W3 and
 //! W3b (remote throughput, 64-byte and 64 KiB payloads), W5 (remote spawn), W5b (shipping,
-//! loading and first spawn of never-seen modules) and W6 (connection setup, wrong-cookie
-//! rejection); plus the loopback floor (64-byte UDP and TCP round trips).
+//! loading and first spawn of never-seen modules), W6 (connection setup, wrong-cookie
+//! rejection) and W7 (calls with `rpc::multicall`); plus the loopback floor (64-byte UDP and
+//! TCP round trips).
 //!
 //! ```sh
 //! cargo build --release -p spore-host                  # the `spore` binary, run as node B
@@ -42,8 +43,8 @@
 //! per-repetition values and notes go to stderr after `#`.
 //!
 //! `--compare` then runs the Erlang/OTP harness (tests/benches/erlang/run.sh) over plain TCP
-//! and over TLS with the same placement and selection (plus W7 and W7b, which only Erlang
-//! runs), never at the same time as Spore, and prints a table of ratios: see [`compare`].
+//! and over TLS with the same placement and selection (plus W7b, which only Erlang runs),
+//! never at the same time as Spore, and prints a table of ratios: see [`compare`].
 
 mod compare;
 
@@ -205,6 +206,15 @@ const WORKLOADS: &[Workload] = &[
                  Cranelift in ~0.2 s",
         remote: true,
         run: |b, n| b.rt.block_on(w5b(b.cluster()?, n)),
+    },
+    Workload {
+        id: "W7",
+        keys: &["calls_per_s", "mean_us"],
+        n: 30_000,
+        quick_n: 4_000,
+        n_note: "spec N is 80000; lowered so that one repetition lasts 1-10 s here",
+        remote: true,
+        run: |b, n| b.rt.block_on(w7(b.cluster()?, n)),
     },
     Workload {
         id: "W6",
@@ -379,7 +389,7 @@ impl Options {
     }
 }
 
-/// The ids of every workload, Spore's and then those only Erlang runs (W7, W7b): the spec's
+/// The ids of every workload, Spore's and then the one only Erlang runs (W7b): the spec's
 /// order.
 fn all_ids() -> impl Iterator<Item = &'static str> {
     WORKLOADS.iter().map(|w| w.id).chain(compare::ERLANG_ONLY.iter().copied())
@@ -420,7 +430,7 @@ fn run_spore(options: &Options) -> anyhow::Result<Vec<String>> {
     );
     let selected: Vec<&Workload> = WORKLOADS.iter().filter(|w| options.selected(w.id)).collect();
     let remote = selected.iter().any(|w| w.remote);
-    // W7 and W7b are remote too: with --compare, Erlang runs them.
+    // W7b is remote too: with --compare, Erlang runs it.
     let erlang_remote = options.compare && compare::ERLANG_ONLY.iter().any(|id| options.selected(id));
     if !options.no_floor && (remote || erlang_remote || options.only.iter().any(|o| o == "floor")) {
         let n = if options.quick { QUICK_FLOOR_N } else { FLOOR_N };
@@ -501,7 +511,7 @@ pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
     let bench = Bench { rt, cluster: Some(cluster) };
     let sched = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut lines = Vec::new();
-    for (id, n) in [("W2", 10), ("W3", 1_000), ("W3b", 10), ("W5", 10), ("W5b", 2), ("W6", 2)] {
+    for (id, n) in [("W2", 10), ("W3", 1_000), ("W3b", 10), ("W5", 10), ("W5b", 2), ("W7", 10), ("W6", 2)] {
         let workload = WORKLOADS.iter().find(|w| w.id == id).context(id)?;
         let values = (workload.run)(&bench, n).with_context(|| format!("{id} smoke run"))?;
         lines.push(result_line(workload, n, 1, Pin::None.name(), sched, &[values]));
@@ -1229,6 +1239,20 @@ async fn w5(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
     rep.finish()?;
     let (p50, p99, total) = (done[0] as f64 / 1e3, done[1] as f64 / 1e3, done[2] as f64 / 1e3);
     Ok(vec![n as f64 / (total / 1e6), total / n as f64, p50, p99])
+}
+
+/// W7: the driver on A calls `nop` on `[B]` with `rpc::multicall`, n times, one after
+/// another, checking each answer, and times itself. Returns calls_per_s and mean_us.
+async fn w7(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
+    let rep = Rep::start_in(cluster).await?;
+    let driver = rep.driver("w7", vec![int(n), text(B_NAME)], true).await?;
+    let started = Instant::now();
+    rep.go(driver).await?;
+    let done = rep.expect_values("done", 3).await?;
+    note_wall("W7", done[2], started.elapsed());
+    rep.finish()?;
+    let total_us = done[2] as f64 / 1e3;
+    Ok(vec![n as f64 / (total_us / 1e6), total_us / n as f64])
 }
 
 /// `component` with a custom section `name` holding `payload` appended (section id 0,

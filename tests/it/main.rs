@@ -2,5 +2,6 @@
 
 mod bench_smoke;
 mod dist;
+mod rpc;
 mod runtime;
 mod spawn;

@@ -8,6 +8,7 @@ use serde::de::{self, DeserializeSeed, Visitor};
 use super::encode::{INDEFINITE, major, simple};
 use super::{CodecError, PID_MARKER};
 use crate::pid::PID_TAG;
+use crate::rpc::CALL_TAG;
 
 /// How deeply arrays, maps and tags may nest: a hostile message cannot exhaust the stack.
 const MAX_DEPTH: u32 = 256;
@@ -63,6 +64,25 @@ impl<'de> Decoder<'de> {
     /// A decoder at the start of `input`.
     pub(super) fn new(input: &'de [u8]) -> Self {
         Self { input, pos: 0, depth: 0 }
+    }
+
+    /// Reads the head of a call's arguments, tag `CALL_TAG` over `[caller, reference, args]`,
+    /// up to `args`.
+    pub(super) fn call_header(&mut self) -> Result<(crate::Pid, u64), CodecError> {
+        let tag = self.head()?;
+        let array = self.head()?;
+        if tag.major != major::TAG || tag.value != CALL_TAG || array.major != major::ARRAY || array.value != 3
+        {
+            return Err(error("not a call"));
+        }
+        let caller = de::Deserialize::deserialize(&mut *self)?;
+        let reference = de::Deserialize::deserialize(&mut *self)?;
+        Ok((caller, reference))
+    }
+
+    /// The input not read yet.
+    pub(super) fn rest(&self) -> &'de [u8] {
+        &self.input[self.pos..]
     }
 
     /// Fails unless the whole input has been read.

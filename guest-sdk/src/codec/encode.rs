@@ -2,8 +2,9 @@
 
 use serde::ser::{self, Serialize};
 
-use super::{CodecError, PID_MARKER};
+use super::{CALL_MARKER, CodecError, PID_MARKER};
 use crate::pid::PID_TAG;
+use crate::rpc::CALL_TAG;
 
 /// Major types (RFC 8949 §3.1), already shifted into the high three bits.
 pub(super) mod major {
@@ -245,6 +246,8 @@ impl<'e> ser::Serializer for &'e mut Encoder {
     ) -> Result<(), CodecError> {
         if name == PID_MARKER {
             self.head(major::TAG, PID_TAG);
+        } else if name == CALL_MARKER {
+            self.head(major::TAG, CALL_TAG);
         }
         value.serialize(self)
     }

@@ -23,6 +23,9 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 /// serde formats see a plain newtype struct around `(node-name, incarnation, index)`).
 pub(crate) const PID_MARKER: &str = "\0spore:pid";
 
+/// The serde name through which a call's arguments ask for tag [`CALL_TAG`](crate::rpc::CALL_TAG).
+pub(crate) const CALL_MARKER: &str = "\0spore:call";
+
 /// Why a message or argument list could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecError(pub String);
@@ -86,6 +89,15 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut encoder = encode::Encoder::with_capacity(96);
     value.serialize(&mut encoder)?;
     Ok(encoder.into_bytes())
+}
+
+/// Splits the arguments of a process spawned by a call (tag
+/// [`CALL_TAG`](crate::rpc::CALL_TAG) over `[caller, reference, args]`) into the caller,
+/// the reference its answer is tagged with, and the entry's own arguments.
+pub(crate) fn split_call(bytes: &[u8]) -> Option<(crate::Pid, u64, &[u8])> {
+    let mut decoder = decode::Decoder::new(bytes);
+    let (caller, reference) = decoder.call_header().ok()?;
+    Some((caller, reference, decoder.rest()))
 }
 
 /// Decodes one CBOR item, the whole of `bytes`, into a `T`.

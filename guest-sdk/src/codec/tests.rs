@@ -211,3 +211,16 @@ proptest! {
         prop_assert_eq!(ours.to_bits(), f.to_bits());
     }
 }
+
+#[test]
+fn call_arguments_carry_the_caller_and_split_back() {
+    let id = crate::pid::remember_node_for_test("a@localhost");
+    let caller = crate::Pid { node: id, incarnation: 1, index: 9 };
+    let args = crate::rpc::CallArgs { caller, reference: 77, args: &(21u32, "x") };
+    let bytes = encode(&args).unwrap();
+    assert_eq!(&bytes[..5], &[0xda, 0x53, 0x43, 0x41, 0x4c], "tag SCAL");
+    let (who, reference, rest) = split_call(&bytes).expect("a call");
+    assert_eq!((who, reference), (caller, 77));
+    assert_eq!(decode_args::<(u32, String)>(rest).unwrap(), (21, "x".to_string()));
+    assert!(split_call(&encode(&(21u32, "x")).unwrap()).is_none(), "plain arguments are no call");
+}

@@ -94,10 +94,12 @@ impl NodeInner {
             Frame::Down { watcher, pid, monitor, reason } => {
                 ours(&watcher)?;
                 theirs(&pid)?;
-                if let Some(w) = self.table.get(&watcher)
-                    && w.signals.lock().monitoring.remove(&monitor).is_some()
-                {
-                    let _ = w.mailbox.push(Incoming::Down { monitor, pid, reason });
+                if let Some(w) = self.table.get(&watcher) {
+                    // Under the watcher's lock, so that a demonitor finds it (signals.rs).
+                    let mut s = w.signals.lock();
+                    if s.monitoring.remove(&monitor).is_some() {
+                        let _ = w.mailbox.push(Incoming::Down { monitor, pid, reason });
+                    }
                 }
             }
             Frame::Peers { names } => {

@@ -81,6 +81,8 @@ impl NodeInner {
     /// Stops the monitor `r` of `me`.
     pub fn demonitor(self: &Arc<Self>, me: &ProcessEntry, r: Ref) {
         let Some(target) = me.signals.lock().monitoring.remove(&r) else {
+            // Ended already: its notice may wait in the mailbox.
+            me.mailbox.remove_down(r);
             return;
         };
         if target.node != self.id {
@@ -154,8 +156,12 @@ impl NodeInner {
                 let frame = Frame::Down { watcher, pid, monitor: r, reason: reason.clone() };
                 self.signal_to(watcher, frame);
             } else if let Some(w) = self.table.get(&watcher) {
-                w.signals.lock().monitoring.remove(&r);
-                let _ = w.mailbox.push(Incoming::Down { monitor: r, pid, reason: reason.clone() });
+                // Under the watcher's lock: a concurrent demonitor either stops this notice
+                // or finds it queued and removes it.
+                let mut s = w.signals.lock();
+                if s.monitoring.remove(&r).is_some() {
+                    let _ = w.mailbox.push(Incoming::Down { monitor: r, pid, reason: reason.clone() });
+                }
             }
         }
         for (r, target) in monitoring {
@@ -193,7 +199,7 @@ impl NodeInner {
             }
         }
         for entry in self.table.all() {
-            let (links, monitors, watched) = {
+            let (links, watched) = {
                 let mut s = entry.signals.lock();
                 let links: Vec<Pid> = s.links.iter().copied().filter(|p| p.node == node).collect();
                 for l in &links {
@@ -201,22 +207,24 @@ impl NodeInner {
                 }
                 let monitors: Vec<(Ref, Pid)> =
                     s.monitoring.iter().filter(|(_, p)| p.node == node).map(|(r, p)| (*r, *p)).collect();
-                for (r, _) in &monitors {
-                    s.monitoring.remove(r);
+                // Queued under the lock, as in `process_ended`, so a demonitor finds them.
+                for (r, pid) in monitors {
+                    s.monitoring.remove(&r);
+                    let _ = entry.mailbox.push(Incoming::Down {
+                        monitor: r,
+                        pid,
+                        reason: ExitReason::Noconnection,
+                    });
                 }
                 s.monitored_by.retain(|_, watcher| watcher.node != node);
                 let watched = s.node_monitors.contains(name);
                 if watched {
                     s.node_monitors.remove(name);
                 }
-                (links, monitors, (announce && s.monitors_nodes) || watched)
+                (links, (announce && s.monitors_nodes) || watched)
             };
             for other in links {
                 self.apply_exit_signal(&entry, other, ExitReason::Noconnection, false);
-            }
-            for (r, pid) in monitors {
-                let _ =
-                    entry.mailbox.push(Incoming::Down { monitor: r, pid, reason: ExitReason::Noconnection });
             }
             if watched {
                 let _ = entry.mailbox.push(Incoming::Node {

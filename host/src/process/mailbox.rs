@@ -114,6 +114,14 @@ impl Mailbox {
         }
     }
 
+    /// Removes the down notice of monitor `monitor`, if it waits here.
+    pub fn remove_down(&self, monitor: u64) {
+        self.queue
+            .lock()
+            .entries
+            .retain(|e| !matches!(e, Incoming::Down { monitor: m, .. } if *m == monitor));
+    }
+
     /// Takes a matching entry without waiting.
     pub fn try_receive(&self, selectors: &[Selector]) -> Option<Incoming> {
         self.take_match(selectors, &mut 0)

@@ -1,7 +1,7 @@
 //! Bench: the guest side of the benchmark workloads (`cargo bench --bench workloads`,
 //! shared/bench/WORKLOADS.md): W1 ping-pong, W4a spawns of processes that exit at once, W4b
 //! spawns of processes that stay alive; and, across two nodes, W2 remote ping-pong, W3/W3b
-//! remote throughput and W5 remote spawn (W5b ships the hello guest).
+//! remote throughput, W5 remote spawn and W7 calls (W5b ships the hello guest).
 //!
 //! Each driver entry (`w1`, `w4a`, `w4b`, `w2`, `w3`, `w5`) prepares what is untimed, sends
 //! `"ready"` to the host process `reply_to`, waits for `"go"`, runs the workload, and reports
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::de::{self, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use spore_guest::{
-    Pid, Received, Select, SpawnError, receive, receive_any, register, send, send_named, sleep, spawn,
-    spawn_on,
+    Module, Pid, Received, Select, SpawnError, receive, receive_any, register, rpc, send, send_named, sleep,
+    spawn, spawn_on,
 };
 
 /// The payload of W1, W2 and W3: 64 bytes (W3b: 65,536), encoded as a CBOR byte string (a
@@ -292,4 +292,29 @@ fn w5_child(parent: Pid) {
     send(parent, &("child", Pid::me()));
 }
 
-spore_guest::entries!(w1, pong, w4a, nop, w4b, idle, w2, w2_pong, w3, w3_sink, w5, w5_child);
+/// How long W7 waits for one call's answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// W7 driver: calls `nop` on `[node]` with `rpc::multicall` once (untimed, so that `node`
+/// has this module), then after the host's go `n` times, one after another, checking that
+/// each answer is `()`, and reports as W5 does.
+fn w7(n: u64, node: String, reply_to: Pid) {
+    let nodes = [node.as_str()];
+    let call = || {
+        let answers = rpc::multicall::<()>(&nodes, Module::This, "nop", &(), CALL_TIMEOUT);
+        assert!(matches!(answers.as_slice(), [Ok(())]), "nop on {node}: {answers:?}");
+    };
+    call();
+    ready_then_wait_for_go(reply_to);
+    let mut samples = Vec::with_capacity(n as usize);
+    let started = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        call();
+        samples.push(nanos(t.elapsed()));
+    }
+    let total = started.elapsed();
+    report_samples(reply_to, samples, total);
+}
+
+spore_guest::entries!(w1, pong, w4a, nop, w4b, idle, w2, w2_pong, w3, w3_sink, w5, w5_child, w7);
