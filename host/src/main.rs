@@ -13,6 +13,11 @@ use spore_host::{
     CacheDir, Compiler, DistConfig, ExitReason, Grants, Node, NodeConfig, Preopen, SpawnRequest, cookie, demo,
 };
 
+/// mimalloc instead of glibc's malloc: spawning a process makes dozens of small allocations
+/// (wasmtime's store and instance state) that glibc's arenas serve slowly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Spore runs WebAssembly components as Erlang-style processes: sandboxed, with mailboxes,
 /// links and monitors, on nodes that form a cluster.
 #[derive(Parser)]

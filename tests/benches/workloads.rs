@@ -67,6 +67,10 @@ use spore_host::{
 };
 use spore_tests::{guests, int, text};
 
+/// Node A runs in this process, with the allocator the `spore` binary has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Measured repetitions of a full run (after one discarded warm-up).
 const REPS: usize = 5;
 /// Measured repetitions of a `--quick` run.
