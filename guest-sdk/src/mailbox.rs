@@ -178,7 +178,35 @@ pub fn try_send_named<T: Serialize + ?Sized>(
 
 /// Waits for the oldest message that decodes as `T`.
 pub fn receive<T: DeserializeOwned>() -> T {
-    Select::new().on(|t: T| t).wait()
+    // A one-arm `Select` without its allocations: this is every request/reply's hot path.
+    let decode = |entry: &Received| match entry {
+        Received::Message(m) => m.decode::<T>().ok(),
+        Received::Signal(_) => None,
+    };
+    if let Some(t) = take_saved(decode) {
+        return t;
+    }
+    loop {
+        let entry = Received::from_wit(wit::receive(&[], None).expect("a receive without timeout returns"));
+        if let Some(t) = decode(&entry) {
+            return t;
+        }
+        SAVED.with(|s| s.borrow_mut().push_back(entry));
+    }
+}
+
+/// The first saved entry `f` takes (`Some`), removed from the save queue. Each entry is
+/// taken out while `f` looks at it, so `f` may use the mailbox itself.
+fn take_saved<R>(mut f: impl FnMut(&Received) -> Option<R>) -> Option<R> {
+    let mut i = 0;
+    loop {
+        let entry = SAVED.with(|s| s.borrow_mut().remove(i))?;
+        if let Some(r) = f(&entry) {
+            return Some(r);
+        }
+        SAVED.with(|s| s.borrow_mut().insert(i, entry));
+        i += 1;
+    }
 }
 
 /// Waits at most `timeout` for a message that decodes as `T`.
@@ -345,15 +373,8 @@ impl<'a, R> Select<'a, R> {
     /// Runs the receive.
     pub fn wait(mut self) -> R {
         // Saved entries first, oldest first.
-        let mut i = 0;
-        loop {
-            let entry = SAVED.with(|s| s.borrow().get(i).cloned());
-            let Some(entry) = entry else { break };
-            if let Some(r) = self.try_arms(&entry) {
-                SAVED.with(|s| s.borrow_mut().remove(i));
-                return r;
-            }
-            i += 1;
+        if let Some(r) = take_saved(|entry| self.try_arms(entry)) {
+            return r;
         }
         let deadline = self.after.as_ref().map(|(t, _)| crate::timer::Deadline::after(*t));
         loop {
