@@ -14,6 +14,7 @@
 //! cargo bench --bench workloads -- --pin same          # placement: split (default), same, none
 //! cargo bench --bench workloads -- --n W2=20000 --reps 3 --no-floor
 //! cargo bench --bench workloads -- --compiler winch   # every node compiles with Winch
+//! cargo bench --bench workloads -- --copy-on-write     # copy-on-write memory images
 //! cargo bench --bench workloads -- --compare           # then Erlang/OTP, and a table of ratios
 //! cargo bench --bench workloads -- --quick --compare --only W1,W2
 //! ```
@@ -246,6 +247,27 @@ fn winch() -> bool {
     COMPILER.load(Ordering::Relaxed)
 }
 
+/// Set by `--copy-on-write`: every node of the run uses copy-on-write memory images.
+static COPY_ON_WRITE: AtomicBool = AtomicBool::new(false);
+
+/// Whether this run's nodes use copy-on-write memory images.
+fn copy_on_write() -> bool {
+    COPY_ON_WRITE.load(Ordering::Relaxed)
+}
+
+/// This run's settings that differ from the nodes' defaults, as ` key=value` pairs after a
+/// comma (empty when none), for the result lines and the run's header.
+fn non_defaults() -> String {
+    let mut out = String::new();
+    if winch() {
+        out.push_str(", compiler=winch");
+    }
+    if copy_on_write() {
+        out.push_str(", copy_on_write=true");
+    }
+    out
+}
+
 /// The compiler of this run's nodes.
 fn compiler() -> Compiler {
     if winch() { Compiler::Winch } else { Compiler::Cranelift }
@@ -318,6 +340,8 @@ struct Options {
     no_floor: bool,
     /// `--compiler winch`: every node compiles with Winch instead of Cranelift.
     winch: bool,
+    /// `--copy-on-write`: every node maps linear memories from copy-on-write images.
+    copy_on_write: bool,
     /// Run the Erlang harness after the Spore workloads and print a comparison table.
     compare: bool,
 }
@@ -335,6 +359,7 @@ impl Options {
             pin: Pin::Split,
             no_floor: false,
             winch: false,
+            copy_on_write: false,
             compare: false,
         };
         let mut args = args.into_iter();
@@ -366,6 +391,7 @@ impl Options {
                     };
                 }
                 "--no-floor" => options.no_floor = true,
+                "--copy-on-write" => options.copy_on_write = true,
                 "--compiler" => {
                     let compiler = args.next().context("--compiler needs cranelift or winch")?;
                     options.winch = match compiler.as_str() {
@@ -407,6 +433,9 @@ fn main() -> anyhow::Result<()> {
     if options.winch {
         COMPILER.store(true, Ordering::Relaxed);
     }
+    if options.copy_on_write {
+        COPY_ON_WRITE.store(true, Ordering::Relaxed);
+    }
     pin_self(options.pin)?;
     let mut lines = run_spore(&options)?;
     if options.compare {
@@ -428,9 +457,10 @@ fn run_spore(options: &Options) -> anyhow::Result<Vec<String>> {
     let pin = options.pin.name();
     eprintln!(
         "# pin={pin} (this process on CPUs {}); each repetition runs on a fresh Node A in this one OS \
-         process (the spec asks for a new process per repetition); nodes use NodeConfig defaults{}",
+         process (the spec asks for a new process per repetition); nodes use NodeConfig defaults{}{}",
         allowed_cpus().unwrap_or_else(|| "?".into()),
-        if options.winch { ", except compiler=winch (every node)" } else { "" }
+        if non_defaults().is_empty() { "" } else { ", except" },
+        non_defaults().trim_start_matches(',')
     );
     let selected: Vec<&Workload> = WORKLOADS.iter().filter(|w| options.selected(w.id)).collect();
     let remote = selected.iter().any(|w| w.remote);
@@ -470,9 +500,7 @@ fn run_spore(options: &Options) -> anyhow::Result<Vec<String>> {
             samples.push(values);
         }
         let mut line = result_line(workload, n, options.reps, pin, sched, &samples);
-        if options.winch {
-            line.push_str(" compiler=winch");
-        }
+        line.push_str(&non_defaults().replace(',', ""));
         // Only W4b keeps more than a few processes alive at once.
         if workload.id == "W4b" && max_processes(n + 1) != DEFAULT_MAX_PROCESSES {
             line.push_str(&format!(" max_processes={}", max_processes(n + 1)));
@@ -741,6 +769,7 @@ impl NodeProcess {
         cmd.args(["node", "--name", name, "--cookie", cookie, "--mapper-port", &mapper.to_string()])
             .args(["--tick", TICK_SECS])
             .args(["--compiler", if winch() { "winch" } else { "cranelift" }])
+            .args(if copy_on_write() { &["--copy-on-write"][..] } else { &[] })
             .env("XDG_CACHE_HOME", cache)
             .env_remove(PINNED_ENV)
             .stdin(Stdio::null())
@@ -892,6 +921,7 @@ impl Cluster {
             max_processes: self.a_max_processes,
             dist: Some(dist),
             compiler: compiler(),
+            copy_on_write: copy_on_write(),
             ..NodeConfig::default()
         };
         start_node(config)
@@ -965,6 +995,7 @@ impl Rep {
             max_processes: max_processes(processes),
             cache_dir: CacheDir::Path(spore_tests::cache_dir()),
             compiler: compiler(),
+            copy_on_write: copy_on_write(),
             ..NodeConfig::default()
         };
         Self::with_node(start_node(config)?).await
