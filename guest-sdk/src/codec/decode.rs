@@ -400,11 +400,33 @@ struct Seq<'a, 'de> {
 impl Seq<'_, '_> {
     /// Fails unless the visitor read every element.
     fn finish(&mut self) -> Result<(), CodecError> {
-        match self.left {
-            Some(0) => Ok(()),
-            None if self.de.at_break()? => Ok(()),
-            _ => Err(error("an array with more elements than expected")),
+        finished(self.de, self.left, "an array with more elements than expected")
+    }
+}
+
+/// Whether a container with `left` entries to go (`None`: indefinite, not ended) has ended,
+/// consuming an indefinite one's break; `what` is the error when it has not.
+fn finished(de: &mut Decoder<'_>, left: Option<usize>, what: &str) -> Result<(), CodecError> {
+    match left {
+        Some(0) => Ok(()),
+        None if de.at_break()? => Ok(()),
+        _ => Err(error(what)),
+    }
+}
+
+/// Counts off the next entry of a container with `left` entries to go; false at its end.
+fn advance(de: &mut Decoder<'_>, left: &mut Option<usize>) -> Result<bool, CodecError> {
+    match *left {
+        Some(0) => Ok(false),
+        Some(n) => {
+            *left = Some(n - 1);
+            Ok(true)
         }
+        None if de.at_break()? => {
+            *left = Some(0);
+            Ok(false)
+        }
+        None => Ok(true),
     }
 }
 
@@ -415,14 +437,8 @@ impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, CodecError> {
-        match self.left {
-            Some(0) => return Ok(None),
-            Some(n) => self.left = Some(n - 1),
-            None if self.de.at_break()? => {
-                self.left = Some(0);
-                return Ok(None);
-            }
-            None => {}
+        if !advance(self.de, &mut self.left)? {
+            return Ok(None);
         }
         seed.deserialize(&mut *self.de).map(Some)
     }
@@ -441,11 +457,7 @@ struct Map<'a, 'de> {
 impl Map<'_, '_> {
     /// Fails unless the visitor read every entry.
     fn finish(&mut self) -> Result<(), CodecError> {
-        match self.left {
-            Some(0) => Ok(()),
-            None if self.de.at_break()? => Ok(()),
-            _ => Err(error("a map with more entries than expected")),
-        }
+        finished(self.de, self.left, "a map with more entries than expected")
     }
 }
 
@@ -453,14 +465,8 @@ impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
     type Error = CodecError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, CodecError> {
-        match self.left {
-            Some(0) => return Ok(None),
-            Some(n) => self.left = Some(n - 1),
-            None if self.de.at_break()? => {
-                self.left = Some(0);
-                return Ok(None);
-            }
-            None => {}
+        if !advance(self.de, &mut self.left)? {
+            return Ok(None);
         }
         seed.deserialize(&mut *self.de).map(Some)
     }

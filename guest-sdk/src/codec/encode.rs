@@ -104,6 +104,15 @@ impl Compound<'_> {
     }
 }
 
+/// Serializer methods for narrow integers, written as their 64-bit kind.
+macro_rules! widen {
+    ($($method:ident($narrow:ty) => $wide_method:ident($wide:ty)),+ $(,)?) => {$(
+        fn $method(self, v: $narrow) -> Result<(), CodecError> {
+            self.$wide_method(<$wide>::from(v))
+        }
+    )+};
+}
+
 impl<'e> ser::Serializer for &'e mut Encoder {
     type Ok = ();
     type Error = CodecError;
@@ -119,21 +128,18 @@ impl<'e> ser::Serializer for &'e mut Encoder {
         false
     }
 
+    widen! {
+        serialize_i8(i8) => serialize_i64(i64),
+        serialize_i16(i16) => serialize_i64(i64),
+        serialize_i32(i32) => serialize_i64(i64),
+        serialize_u8(u8) => serialize_u64(u64),
+        serialize_u16(u16) => serialize_u64(u64),
+        serialize_u32(u32) => serialize_u64(u64),
+    }
+
     fn serialize_bool(self, v: bool) -> Result<(), CodecError> {
         self.out.push(if v { simple::TRUE } else { simple::FALSE });
         Ok(())
-    }
-
-    fn serialize_i8(self, v: i8) -> Result<(), CodecError> {
-        self.serialize_i64(i64::from(v))
-    }
-
-    fn serialize_i16(self, v: i16) -> Result<(), CodecError> {
-        self.serialize_i64(i64::from(v))
-    }
-
-    fn serialize_i32(self, v: i32) -> Result<(), CodecError> {
-        self.serialize_i64(i64::from(v))
     }
 
     fn serialize_i64(self, v: i64) -> Result<(), CodecError> {
@@ -155,18 +161,6 @@ impl<'e> ser::Serializer for &'e mut Encoder {
             return Err(CodecError(format!("integer {v} does not fit in 64 bits")));
         }
         Ok(())
-    }
-
-    fn serialize_u8(self, v: u8) -> Result<(), CodecError> {
-        self.serialize_u64(u64::from(v))
-    }
-
-    fn serialize_u16(self, v: u16) -> Result<(), CodecError> {
-        self.serialize_u64(u64::from(v))
-    }
-
-    fn serialize_u32(self, v: u32) -> Result<(), CodecError> {
-        self.serialize_u64(u64::from(v))
     }
 
     fn serialize_u64(self, v: u64) -> Result<(), CodecError> {
@@ -306,61 +300,58 @@ impl<'e> ser::Serializer for &'e mut Encoder {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = CodecError;
+/// The writers of arrays (sequences, tuples, tuple structs and variants): each element in
+/// turn, then the end.
+macro_rules! array_writer {
+    ($($trait:ident :: $method:ident),+) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = CodecError;
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        value.serialize(&mut *self.encoder)
-    }
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+                value.serialize(&mut *self.encoder)
+            }
 
-    fn end(self) -> Result<(), CodecError> {
-        self.finish();
-        Ok(())
-    }
+            fn end(self) -> Result<(), CodecError> {
+                self.finish();
+                Ok(())
+            }
+        }
+    )+};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = CodecError;
+array_writer!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        value.serialize(&mut *self.encoder)
-    }
+/// The writers of structs and struct variants: maps keyed by field name.
+macro_rules! struct_writer {
+    ($($trait:ident),+) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = CodecError;
 
-    fn end(self) -> Result<(), CodecError> {
-        self.finish();
-        Ok(())
-    }
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), CodecError> {
+                self.encoder.text(key);
+                value.serialize(&mut *self.encoder)
+            }
+
+            fn end(self) -> Result<(), CodecError> {
+                self.finish();
+                Ok(())
+            }
+        }
+    )+};
 }
 
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = CodecError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        value.serialize(&mut *self.encoder)
-    }
-
-    fn end(self) -> Result<(), CodecError> {
-        self.finish();
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = CodecError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        value.serialize(&mut *self.encoder)
-    }
-
-    fn end(self) -> Result<(), CodecError> {
-        self.finish();
-        Ok(())
-    }
-}
+struct_writer!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -371,44 +362,6 @@ impl ser::SerializeMap for Compound<'_> {
     }
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        value.serialize(&mut *self.encoder)
-    }
-
-    fn end(self) -> Result<(), CodecError> {
-        self.finish();
-        Ok(())
-    }
-}
-
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = CodecError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CodecError> {
-        self.encoder.text(key);
-        value.serialize(&mut *self.encoder)
-    }
-
-    fn end(self) -> Result<(), CodecError> {
-        self.finish();
-        Ok(())
-    }
-}
-
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = CodecError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), CodecError> {
-        self.encoder.text(key);
         value.serialize(&mut *self.encoder)
     }
 
