@@ -195,18 +195,16 @@ pub fn receive<T: DeserializeOwned>() -> T {
     }
 }
 
-/// The first saved entry `f` takes (`Some`), removed from the save queue. Each entry is
-/// taken out while `f` looks at it, so `f` may use the mailbox itself.
-fn take_saved<R>(mut f: impl FnMut(&Received) -> Option<R>) -> Option<R> {
-    let mut i = 0;
-    loop {
-        let entry = SAVED.with(|s| s.borrow_mut().remove(i))?;
-        if let Some(r) = f(&entry) {
-            return Some(r);
-        }
-        SAVED.with(|s| s.borrow_mut().insert(i, entry));
-        i += 1;
-    }
+/// The first saved entry `matches` takes (`Some`), removed from the save queue: one scan
+/// and one removal. `matches` runs while the queue is borrowed, so it must only look at
+/// the entry (decode it, test it); what a receive then does with it runs afterwards.
+fn take_saved<R>(mut matches: impl FnMut(&Received) -> Option<R>) -> Option<R> {
+    SAVED.with(|s| {
+        let mut saved = s.borrow_mut();
+        let (i, r) = saved.iter().enumerate().find_map(|(i, entry)| matches(entry).map(|r| (i, r)))?;
+        saved.remove(i);
+        Some(r)
+    })
 }
 
 /// Waits at most `timeout` for a message that decodes as `T`.
@@ -270,7 +268,12 @@ pub fn pending() -> usize {
     wit::pending() as usize + SAVED.with(|s| s.borrow().len())
 }
 
-type Arm<'a, R> = Box<dyn FnMut(&Received) -> Option<R> + 'a>;
+/// An arm of a [`Select`]: it looks at an entry and, when it takes it, returns its handler,
+/// which runs once the entry has left the save queue (so a handler may receive again).
+type Arm<'a, R> = Box<dyn FnMut(&Received) -> Option<Handler<'a, R>> + 'a>;
+
+/// What a matching arm runs.
+type Handler<'a, R> = Box<dyn FnOnce() -> R + 'a>;
 
 /// A selective receive with several arms, the first matching one wins, and an optional
 /// timeout, like Erlang's `receive ... after`.
@@ -304,18 +307,19 @@ impl<'a, R> Select<'a, R> {
     }
 
     /// Matches a message that decodes as `T`.
-    pub fn on<T: DeserializeOwned>(mut self, f: impl FnOnce(T) -> R + 'a) -> Self {
+    pub fn on<T: DeserializeOwned + 'a>(mut self, f: impl FnOnce(T) -> R + 'a) -> Self {
         let mut f = Some(f);
         self.arms.push(Box::new(move |entry| {
             let Received::Message(m) = entry else { return None };
             let value = m.decode::<T>().ok()?;
-            f.take().map(|f| f(value))
+            let f = f.take()?;
+            Some(Box::new(move || f(value)))
         }));
         self
     }
 
-    /// Matches a message that decodes as `T` and satisfies `guard`.
-    pub fn on_if<T: DeserializeOwned>(
+    /// Matches a message that decodes as `T` and satisfies `guard` (which only looks).
+    pub fn on_if<T: DeserializeOwned + 'a>(
         mut self,
         guard: impl Fn(&T) -> bool + 'a,
         f: impl FnOnce(T) -> R + 'a,
@@ -324,18 +328,20 @@ impl<'a, R> Select<'a, R> {
         self.arms.push(Box::new(move |entry| {
             let Received::Message(m) = entry else { return None };
             let value = m.decode::<T>().ok().filter(|v| guard(v))?;
-            f.take().map(|f| f(value))
+            let f = f.take()?;
+            Some(Box::new(move || f(value)))
         }));
         self
     }
 
     /// Matches a message that decodes as `T`, with its envelope (sender, tag).
-    pub fn on_envelope<T: DeserializeOwned>(mut self, f: impl FnOnce(&Envelope, T) -> R + 'a) -> Self {
+    pub fn on_envelope<T: DeserializeOwned + 'a>(mut self, f: impl FnOnce(&Envelope, T) -> R + 'a) -> Self {
         let mut f = Some(f);
         self.arms.push(Box::new(move |entry| {
             let Received::Message(m) = entry else { return None };
             let value = m.decode::<T>().ok()?;
-            f.take().map(|f| f(m, value))
+            let (f, m) = (f.take()?, m.clone());
+            Some(Box::new(move || f(&m, value)))
         }));
         self
     }
@@ -345,22 +351,33 @@ impl<'a, R> Select<'a, R> {
         let mut f = Some(f);
         self.arms.push(Box::new(move |entry| {
             let Received::Signal(s) = entry else { return None };
-            f.take().map(|f| f(s.clone()))
+            let (f, s) = (f.take()?, s.clone());
+            Some(Box::new(move || f(s)))
         }));
         self
     }
 
     /// Matches what `f` takes: it returns `Some` with the result for the entries it wants
-    /// and `None` for the others, which stay queued.
-    pub fn on_match(mut self, f: impl FnMut(&Received) -> Option<R> + 'a) -> Self {
-        self.arms.push(Box::new(f));
+    /// and `None` for the others, which stay queued. `f` only looks at the entry: it must
+    /// not receive.
+    pub fn on_match(mut self, mut f: impl FnMut(&Received) -> Option<R> + 'a) -> Self
+    where
+        R: 'a,
+    {
+        self.arms.push(Box::new(move |entry| {
+            let r = f(entry)?;
+            Some(Box::new(move || r))
+        }));
         self
     }
 
     /// Matches anything.
     pub fn on_received(mut self, f: impl FnOnce(Received) -> R + 'a) -> Self {
         let mut f = Some(f);
-        self.arms.push(Box::new(move |entry| f.take().map(|f| f(entry.clone()))));
+        self.arms.push(Box::new(move |entry| {
+            let (f, entry) = (f.take()?, entry.clone());
+            Some(Box::new(move || f(entry)))
+        }));
         self
     }
 
@@ -373,8 +390,8 @@ impl<'a, R> Select<'a, R> {
     /// Runs the receive.
     pub fn wait(mut self) -> R {
         // Saved entries first, oldest first.
-        if let Some(r) = take_saved(|entry| self.try_arms(entry)) {
-            return r;
+        if let Some(handler) = take_saved(|entry| self.try_arms(entry)) {
+            return handler();
         }
         let deadline = self.after.as_ref().map(|(t, _)| crate::timer::Deadline::after(*t));
         loop {
@@ -382,8 +399,8 @@ impl<'a, R> Select<'a, R> {
             match wit::receive(&[], timeout) {
                 Some(raw) => {
                     let entry = Received::from_wit(raw);
-                    if let Some(r) = self.try_arms(&entry) {
-                        return r;
+                    if let Some(handler) = self.try_arms(&entry) {
+                        return handler();
                     }
                     SAVED.with(|s| s.borrow_mut().push_back(entry));
                 }
@@ -400,7 +417,7 @@ impl<'a, R> Select<'a, R> {
         }
     }
 
-    fn try_arms(&mut self, entry: &Received) -> Option<R> {
+    fn try_arms(&mut self, entry: &Received) -> Option<Handler<'a, R>> {
         self.arms.iter_mut().find_map(|arm| arm(entry))
     }
 }
