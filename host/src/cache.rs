@@ -319,10 +319,10 @@ async fn list_entries(
     if node.config.fuel {
         store.set_fuel(u64::MAX).map_err(|e| LoadError::Entries(format!("{e:#}")))?;
     }
-    let call = async {
+    let call = node.activity.track(async {
         let guest = pre.instantiate_async(&mut store).await?;
         guest.call_entries(&mut store).await
-    };
+    });
     match tokio::time::timeout(ENTRIES_DEADLINE, call).await {
         Ok(Ok(entries)) => Ok(entries),
         Ok(Err(e)) => Err(LoadError::Entries(format!("{e:#}"))),

@@ -1,9 +1,5 @@
 //! The node's wasmtime [`Engine`]: component model, pooling allocator sized from the
-//! configuration, epoch interruption driven by a ticker thread.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+//! configuration, epoch interruption (driven by [`crate::epoch`]).
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
@@ -68,34 +64,4 @@ pub(crate) fn build(config: &NodeConfig) -> Result<Engine, StartError> {
         cfg.memory_guard_size(64 << 10);
     }
     Engine::new(&cfg).map_err(|e| StartError::Engine(format!("{e:#}")))
-}
-
-/// Increments the engine's epoch every tick, so running guests yield to others.
-pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    pub fn start(engine: Engine, tick: std::time::Duration) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new().name("spore-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                engine.increment_epoch();
-            }
-        })?;
-        Ok(Self { stop, thread: Some(thread) })
-    }
-}
-
-impl Drop for EpochTicker {
-    /// Stops and joins the thread, which holds an engine clone (TECH-NOTES pitfall 7).
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }

@@ -36,6 +36,7 @@ pub mod cookie;
 pub mod demo;
 pub mod dist;
 mod engine;
+mod epoch;
 pub mod error;
 pub mod group;
 pub mod mapper;

@@ -26,7 +26,8 @@ use wasmtime::component::Linker;
 use crate::cache::{CodeCache, LoadedModule, ModuleId};
 use crate::config::NodeConfig;
 use crate::dist::Dist;
-use crate::engine::{self, EpochTicker};
+use crate::engine;
+use crate::epoch::{EpochTicker, GuestActivity};
 use crate::error::{LoadError, RegisterError, SendError, SpawnError, StartError};
 use crate::group::GroupLeader;
 use crate::process::entry::{ProcessEntry, ProcessKind};
@@ -173,6 +174,8 @@ pub(crate) struct NodeInner {
     pub node_names: DashMap<NodeId, String>,
     /// The process runtime.
     pub runtime: tokio::runtime::Handle,
+    /// Marked by every poll of a guest, so that the epoch ticker runs only while guests do.
+    pub activity: Arc<GuestActivity>,
     /// The distribution layer, when the node has a cookie.
     pub dist: Option<Dist>,
     /// Output acknowledgements of processes whose group leader is on another node.
@@ -235,6 +238,7 @@ impl Node {
             linker,
             node_names,
             runtime: runtime.handle().clone(),
+            activity: ticker.activity(),
             dist,
             output_acks: DashMap::new(),
             config,

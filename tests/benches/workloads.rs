@@ -68,9 +68,82 @@ use spore_host::{
 };
 use spore_tests::{guests, int, text};
 
-/// Node A runs in this process, with the allocator the `spore` binary has.
+/// Node A runs in this process, with the allocator the `spore` binary has; W4b counts the
+/// heap its processes hold through it.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: heap::Counted = heap::Counted;
+
+/// The live-heap counter behind W4b's `heap_bytes_per_proc`. The RSS difference alone hides
+/// host-side heap that reuses pages freed earlier in the run, so W4b also counts the bytes
+/// allocated minus freed while its processes start. Counting is off outside that window, so
+/// other workloads pay one relaxed load of a flag nobody writes per allocation.
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout};
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+    static COUNTING: AtomicBool = AtomicBool::new(false);
+    static LIVE: AtomicI64 = AtomicI64::new(0);
+
+    /// mimalloc, counting live bytes while [`start`] is in effect.
+    pub struct Counted;
+
+    // SAFETY: every call is forwarded unchanged to mimalloc; the counter only observes sizes.
+    unsafe impl GlobalAlloc for Counted {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count(layout.size() as i64);
+            // SAFETY: the caller upholds `alloc`'s contract, which mimalloc shares.
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count(layout.size() as i64);
+            // SAFETY: as for `alloc`.
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            count(-(layout.size() as i64));
+            // SAFETY: `ptr` came from this allocator, that is from mimalloc, with `layout`.
+            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count(new_size as i64 - layout.size() as i64);
+            // SAFETY: as for `dealloc`, and the caller upholds `realloc`'s contract.
+            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[inline]
+    fn count(delta: i64) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts counting from zero.
+    pub fn start() {
+        LIVE.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops counting; the net bytes allocated since [`start`].
+    pub fn stop() -> i64 {
+        COUNTING.store(false, Ordering::SeqCst);
+        LIVE.load(Ordering::SeqCst)
+    }
+}
+
+/// What `--help` prints.
+const USAGE: &str = "\
+usage: cargo bench --bench workloads -- [options] [workload ids]
+  --quick              small N, 1 warm-up + 2 reps (a few minutes)
+  --only W1,W2,...     run only these workloads (`floor` is one too); ids may also be given bare
+  --reps R             measured repetitions (default 5)
+  --n ID=N             N of one workload
+  --pin split|same|none  CPU placement (default split: this process on CPU 0, other nodes on 1)
+  --no-floor           skip the loopback floor
+  --compiler cranelift|winch  the compiler of every node
+  --copy-on-write      copy-on-write memory images
+  --compare            then run the Erlang/OTP harness (plain TCP and TLS) and print a table
+";
 
 /// Measured repetitions of a full run (after one discarded warm-up).
 const REPS: usize = 5;
@@ -184,7 +257,13 @@ const WORKLOADS: &[Workload] = &[
     },
     Workload {
         id: "W4b",
-        keys: &["spawns_per_s", "bytes_per_proc", "rss_bytes_per_proc", "spawn_calls_per_s"],
+        keys: &[
+            "spawns_per_s",
+            "bytes_per_proc",
+            "rss_bytes_per_proc",
+            "spawn_calls_per_s",
+            "heap_bytes_per_proc",
+        ],
         n: 10_000,
         quick_n: 2_000,
         n_note: "spec N is 100000; each live instance costs about four kernel memory mappings, so \
@@ -401,8 +480,14 @@ impl Options {
                     };
                 }
                 "--compare" => options.compare = true,
+                "--help" | "-h" => {
+                    print!("{USAGE}");
+                    std::process::exit(0);
+                }
+                // cargo passes `--bench` to every bench target.
+                "--bench" => {}
                 id if all_ids().any(|known| known == id) => options.only.push(id.to_owned()),
-                _ => {}
+                other => bail!("unknown argument {other}\n{USAGE}"),
             }
         }
         let known = |id: &str| id == "floor" || all_ids().any(|known| known == id);
@@ -1172,14 +1257,17 @@ async fn w4a(n: u64) -> anyhow::Result<Vec<f64>> {
 
 /// W4b: `n` spawns of processes that stay alive, then memory per process. Returns
 /// spawns_per_s (until every child has reported it is up), bytes_per_proc (the runtime's
-/// accounting), rss_bytes_per_proc, and spawn_calls_per_s (until the spawn calls returned,
-/// before the children have been instantiated: the point where Erlang's spawn returns).
+/// accounting), rss_bytes_per_proc, spawn_calls_per_s (until the spawn calls returned,
+/// before the children have been instantiated: the point where Erlang's spawn returns), and
+/// heap_bytes_per_proc (host heap the processes hold, part of which the RSS difference misses
+/// when it reuses pages freed earlier; see [`heap`]).
 async fn w4b(n: u64) -> anyhow::Result<Vec<f64>> {
     let rep = Rep::start(n + 1).await?;
     let driver = rep.driver("w4b", vec![int(n)], false).await?;
     let base = rep.node.process_count();
     let memory_before = rep.process_memory();
     let rss_before = rss_bytes()?;
+    heap::start();
     let started = Instant::now();
     rep.go(driver).await?;
     ensure!(rep.expect_count("spawned").await? == n, "spawned count");
@@ -1189,6 +1277,7 @@ async fn w4b(n: u64) -> anyhow::Result<Vec<f64>> {
     std::thread::sleep(SETTLE);
     let memory_after = rep.process_memory();
     let rss_after = rss_bytes()?;
+    let heap = heap::stop();
     let alive = rep.node.process_count() - base;
     ensure!(alive >= n as usize, "only {alive} of {n} processes alive");
     // Teardown (untimed): the driver stops its children and ends.
@@ -1200,6 +1289,7 @@ async fn w4b(n: u64) -> anyhow::Result<Vec<f64>> {
         per_proc(memory_before, memory_after),
         per_proc(rss_before, rss_after),
         n as f64 / calls,
+        heap as f64 / n as f64,
     ])
 }
 

@@ -36,7 +36,7 @@ pub(crate) struct ExitRequest(pub ExitReason);
 /// Runs the process to its end, then releases its slot and tells its links and monitors.
 pub(crate) async fn run(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Launch) {
     let reason = {
-        let guest = run_guest(Arc::clone(&node), Arc::clone(&me), launch);
+        let guest = node.activity.track(run_guest(Arc::clone(&node), Arc::clone(&me), launch));
         tokio::select! {
             biased;
             () = me.killed.notified() => me.kill_reason.lock().clone().unwrap_or(ExitReason::Killed),

@@ -1,0 +1,168 @@
+//! Preemption by epoch: a ticker thread advances the engine's epoch every tick so that a
+//! running guest yields to others (each store yields once its deadline of one tick passes).
+//!
+//! The ticker runs only while guests do. Every poll of a guest's future marks the node
+//! [`GuestActivity`]; after [`QUIET_TICKS`] ticks without a poll the ticker parks, and the
+//! next poll wakes it. A node whose processes are all waiting for messages (or that has
+//! none) therefore costs no wake-ups at all, where a free-running 1 ms ticker costs a
+//! thousand a second per node.
+//!
+//! Parking cannot starve a running guest: a guest that was polled has seen the epoch advance
+//! at least [`QUIET_TICKS`] times before the ticker parks, so its deadline has passed and it
+//! yields at its next epoch check, and the poll that resumes it wakes the ticker again.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
+
+use wasmtime::Engine;
+
+/// Ticks without any guest poll after which the ticker parks.
+const QUIET_TICKS: u32 = 2;
+
+/// Whether guests ran recently; shared by a node's guest futures and its ticker.
+#[derive(Debug)]
+pub(crate) struct GuestActivity {
+    /// Set by every guest poll, cleared by the ticker once per tick.
+    active: AtomicBool,
+    /// The ticker is parked (or about to park) and must be woken by the next poll.
+    parked: AtomicBool,
+    /// The ticker thread, to unpark it.
+    ticker: std::sync::OnceLock<Thread>,
+}
+
+impl GuestActivity {
+    fn new() -> Self {
+        Self {
+            active: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+            ticker: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records that a guest is about to run. On the hot path this is one relaxed load of a
+    /// flag that is already set.
+    #[inline]
+    pub fn mark(&self) {
+        if !self.active.load(Ordering::Relaxed) {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        // Pairs with the ticker's store of `parked` and load of `active` (both SeqCst): either
+        // the ticker sees this poll and stays awake, or this sees it parked and unparks it.
+        self.active.store(true, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst)
+            && let Some(t) = self.ticker.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Runs `future`, a future that runs guest code, marking activity before each poll.
+    pub async fn track<F: Future>(&self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            self.mark();
+            future.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+/// Advances the engine's epoch every tick while guests run.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    activity: Arc<GuestActivity>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread of `engine`.
+    pub fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let activity = Arc::new(GuestActivity::new());
+        let (flag, shared) = (Arc::clone(&stop), Arc::clone(&activity));
+        let thread = std::thread::Builder::new()
+            .name("spore-epoch".into())
+            .spawn(move || tick_while_active(&engine, tick, &shared, &flag))?;
+        // Set before any guest can run: the node hands out `activity` only after this.
+        let _ = activity.ticker.set(thread.thread().clone());
+        Ok(Self { stop, activity, thread: Some(thread) })
+    }
+
+    /// The activity flag the node's guest futures mark.
+    pub fn activity(&self) -> Arc<GuestActivity> {
+        Arc::clone(&self.activity)
+    }
+}
+
+fn tick_while_active(engine: &Engine, tick: Duration, activity: &GuestActivity, stop: &AtomicBool) {
+    let mut quiet = 0;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(tick);
+        // A tick without polls may still have a guest mid-run (polled before the last
+        // tick): keep advancing until the quiet stretch is long enough to park.
+        engine.increment_epoch();
+        if activity.active.swap(false, Ordering::AcqRel) {
+            quiet = 0;
+            continue;
+        }
+        quiet += 1;
+        if quiet < QUIET_TICKS {
+            continue;
+        }
+        activity.parked.store(true, Ordering::SeqCst);
+        if !activity.active.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+            std::thread::park();
+        }
+        activity.parked.store(false, Ordering::SeqCst);
+        quiet = 0;
+    }
+}
+
+impl Drop for EpochTicker {
+    /// Stops and joins the thread, which holds an engine clone (TECH-NOTES pitfall 7).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits (bounded) until `cond` holds.
+    fn eventually(cond: impl Fn() -> bool) -> bool {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            if cond() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        false
+    }
+
+    #[test]
+    fn the_ticker_parks_when_idle_and_wakes_on_activity() {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).unwrap();
+        let ticker = EpochTicker::start(engine, Duration::from_millis(20)).unwrap();
+        let activity = ticker.activity();
+        assert!(eventually(|| activity.parked.load(Ordering::SeqCst)), "an idle ticker parks");
+        activity.mark();
+        assert!(eventually(|| !activity.parked.load(Ordering::SeqCst)), "a poll wakes the ticker");
+        assert!(eventually(|| activity.parked.load(Ordering::SeqCst)), "and it parks again");
+        drop(ticker);
+    }
+}
