@@ -484,8 +484,8 @@ impl Options {
                     print!("{USAGE}");
                     std::process::exit(0);
                 }
-                // cargo passes `--bench` to every bench target.
-                "--bench" => {}
+                // `--quick` is read above; cargo passes `--bench` to every bench target.
+                "--quick" | "--bench" => {}
                 id if all_ids().any(|known| known == id) => options.only.push(id.to_owned()),
                 other => bail!("unknown argument {other}\n{USAGE}"),
             }
@@ -527,9 +527,10 @@ fn main() -> anyhow::Result<()> {
         let ids: Vec<&str> = all_ids().filter(|id| options.selected(id)).collect();
         let run =
             compare::ErlangRun { ids: &ids, pin: options.pin, reps: options.reps, quick: options.quick };
-        lines.extend(compare::run_erlang(&run)?);
+        let erlang = compare::run_erlang(&run)?;
+        lines.extend(erlang.lines);
         println!();
-        print!("{}", compare::table(&lines, &ids, options.pin.name(), options.quick));
+        print!("{}", compare::table(&lines, &erlang.failures, &ids, options.pin.name(), options.quick));
     }
     Ok(())
 }

@@ -83,11 +83,23 @@ pub struct ErlangRun<'a> {
     pub quick: bool,
 }
 
-/// Runs run.sh with `DIST=tcp`, then with `DIST=tls`, and returns their stdout lines (already
-/// printed). Installs Erlang/OTP first if `erl` is missing.
-pub fn run_erlang(run: &ErlangRun) -> anyhow::Result<Vec<String>> {
+/// What the Erlang runs printed.
+#[derive(Default)]
+pub struct ErlangOutput {
+    /// Their stdout lines (already printed).
+    pub lines: Vec<String>,
+    /// Runs that failed part-way (their later workloads have no line), as a note each.
+    pub failures: Vec<String>,
+}
+
+/// Runs run.sh with `DIST=tcp`, then with `DIST=tls`, and returns what they printed. A run
+/// that fails part-way (on this VM Erlang's `global:sync` sometimes times out in W6) keeps
+/// the lines it printed and does not stop the other run. Installs Erlang/OTP first if `erl`
+/// is missing.
+pub fn run_erlang(run: &ErlangRun) -> anyhow::Result<ErlangOutput> {
+    let mut output = ErlangOutput::default();
     if run.ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(output);
     }
     let erlang_only: Vec<&str> = run.ids.iter().copied().filter(|id| ERLANG_ONLY.contains(id)).collect();
     if !erlang_only.is_empty() {
@@ -98,9 +110,15 @@ pub fn run_erlang(run: &ErlangRun) -> anyhow::Result<Vec<String>> {
     }
     ensure_erlang()?;
     ensure!(on_path("openssl"), "--compare needs openssl for Erlang's TLS run: apt-get install -y openssl");
-    let mut lines = run_sh(run, Dist::Tcp)?;
-    lines.extend(run_sh(run, Dist::Tls)?);
-    Ok(lines)
+    for dist in [Dist::Tcp, Dist::Tls] {
+        let (lines, failure) = run_sh(run, dist)?;
+        output.lines.extend(lines);
+        if let Some(failure) = failure {
+            eprintln!("# {failure}; the table shows what it measured before failing");
+            output.failures.push(failure);
+        }
+    }
+    Ok(output)
 }
 
 /// run.sh's `BENCH_ARGS` for `run`.
@@ -114,9 +132,9 @@ fn bench_args(run: &ErlangRun, dist: Dist) -> String {
     args.join(" ")
 }
 
-/// Runs run.sh once for `dist`, copying its stdout lines to stdout (and returning them); its
-/// stderr is this process's.
-fn run_sh(run: &ErlangRun, dist: Dist) -> anyhow::Result<Vec<String>> {
+/// Runs run.sh once for `dist`, copying its stdout lines to stdout (and returning them, with a
+/// note if it failed); its stderr is this process's.
+fn run_sh(run: &ErlangRun, dist: Dist) -> anyhow::Result<(Vec<String>, Option<String>)> {
     let epmd_port = spore_tests::free_port();
     let args = bench_args(run, dist);
     let mut cmd = unpinned(Path::new(RUN_SH));
@@ -142,8 +160,15 @@ fn run_sh(run: &ErlangRun, dist: Dist) -> anyhow::Result<Vec<String>> {
         lines.push(line);
     }
     let status = child.0.wait()?;
-    ensure!(status.success(), "{RUN_SH} (DIST={}) failed: {status}", dist.name());
-    Ok(lines)
+    let failure = (!status.success()).then(|| {
+        let last = lines
+            .iter()
+            .rev()
+            .find_map(|l| Measured::parse(l))
+            .map_or("none".to_owned(), |m| m.id.to_owned());
+        format!("{RUN_SH} (DIST={}) failed ({status}) after workload {last}", dist.name())
+    });
+    Ok((lines, failure))
 }
 
 /// A command running `program` on every CPU this bench could use before it pinned itself (the
@@ -269,7 +294,7 @@ fn ratio(spore: &str, other: Option<&str>) -> String {
 
 /// The comparison table (markdown) of the result `lines` of a run, for workloads `ids` in
 /// order: a row per metric that Spore and Erlang both report, the floor of the run, footnotes.
-pub fn table(lines: &[String], ids: &[&str], pin: &str, quick: bool) -> String {
+pub fn table(lines: &[String], failures: &[String], ids: &[&str], pin: &str, quick: bool) -> String {
     let measured: Vec<Measured> = lines.iter().filter_map(|l| Measured::parse(l)).collect();
     let find = |id: &str, implementation: &str| {
         measured.iter().find(|m| m.id == id && m.implementation == implementation)
@@ -333,6 +358,9 @@ pub fn table(lines: &[String], ids: &[&str], pin: &str, quick: bool) -> String {
     }
     if !one_sided.is_empty() {
         out.push_str(&format!("Not compared (one side only): {}.\n", one_sided.join(", ")));
+    }
+    for failure in failures {
+        out.push_str(&format!("Incomplete: {failure}; its missing cells show –.\n"));
     }
     out
 }
