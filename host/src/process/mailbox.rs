@@ -106,7 +106,9 @@ impl Mailbox {
             match deadline {
                 None => self.ready.notified().await,
                 Some(d) => {
-                    if tokio::time::timeout_at(d, self.ready.notified()).await.is_err() {
+                    // Boxed: a timer is large, and inline it would enlarge every pending
+                    // receive, with or without a timeout.
+                    if Box::pin(tokio::time::timeout_at(d, self.ready.notified())).await.is_err() {
                         return self.take_match(selectors, &mut scanned);
                     }
                 }
