@@ -1353,16 +1353,23 @@ async fn w3(cluster: &Cluster, n: u64, size: u64) -> anyhow::Result<Vec<f64>> {
     Ok(if size == SMALL_PAYLOAD { vec![msgs, mb] } else { vec![mb, msgs] })
 }
 
-/// W5: a driver on A spawns `n` processes on B one after another, each sending
-/// `("child", self())` back, timing each. Returns spawns_per_s, mean_us, p50_us and p99_us.
-async fn w5(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
+/// Runs the self-timing driver `entry` on A against B for `n` operations and returns its
+/// three `done` values, the last its total in ns (W5, W7).
+async fn remote_driver(cluster: &Cluster, id: &str, entry: &str, n: u64) -> anyhow::Result<Vec<u64>> {
     let rep = Rep::start_in(cluster).await?;
-    let driver = rep.driver("w5", vec![int(n), text(B_NAME)], true).await?;
+    let driver = rep.driver(entry, vec![int(n), text(B_NAME)], true).await?;
     let started = Instant::now();
     rep.go(driver).await?;
     let done = rep.expect_values("done", 3).await?;
-    note_wall("W5", done[2], started.elapsed());
+    note_wall(id, done[2], started.elapsed());
     rep.finish()?;
+    Ok(done)
+}
+
+/// W5: a driver on A spawns `n` processes on B one after another, each sending
+/// `("child", self())` back, timing each. Returns spawns_per_s, mean_us, p50_us and p99_us.
+async fn w5(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
+    let done = remote_driver(cluster, "W5", "w5", n).await?;
     let (p50, p99, total) = (done[0] as f64 / 1e3, done[1] as f64 / 1e3, done[2] as f64 / 1e3);
     Ok(vec![n as f64 / (total / 1e6), total / n as f64, p50, p99])
 }
@@ -1370,13 +1377,7 @@ async fn w5(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
 /// W7: the driver on A calls `nop` on `[B]` with `rpc::multicall`, n times, one after
 /// another, checking each answer, and times itself. Returns calls_per_s and mean_us.
 async fn w7(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
-    let rep = Rep::start_in(cluster).await?;
-    let driver = rep.driver("w7", vec![int(n), text(B_NAME)], true).await?;
-    let started = Instant::now();
-    rep.go(driver).await?;
-    let done = rep.expect_values("done", 3).await?;
-    note_wall("W7", done[2], started.elapsed());
-    rep.finish()?;
+    let done = remote_driver(cluster, "W7", "w7", n).await?;
     let total_us = done[2] as f64 / 1e3;
     Ok(vec![n as f64 / (total_us / 1e6), total_us / n as f64])
 }

@@ -97,21 +97,22 @@ impl Mailbox {
     /// Waits for the oldest entry matching `selectors` (anything if empty), at most
     /// `timeout` (forever if none). Entries that do not match stay, in order.
     pub async fn receive(&self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // Boxed, and made once per receive: a timer is large, and inline it would enlarge
+        // every pending receive, with or without a timeout.
+        let mut timer = timeout.map(|t| Box::pin(tokio::time::sleep_until(Instant::now() + t)));
         let mut scanned = 0;
         loop {
             if let Some(entry) = self.take_match(selectors, &mut scanned) {
                 return Some(entry);
             }
-            match deadline {
+            match &mut timer {
                 None => self.ready.notified().await,
-                Some(d) => {
-                    // Boxed: a timer is large, and inline it would enlarge every pending
-                    // receive, with or without a timeout.
-                    if Box::pin(tokio::time::timeout_at(d, self.ready.notified())).await.is_err() {
-                        return self.take_match(selectors, &mut scanned);
-                    }
-                }
+                Some(timer) => tokio::select! {
+                    // A push that races the deadline is still taken.
+                    biased;
+                    () = self.ready.notified() => {}
+                    () = timer.as_mut() => return self.take_match(selectors, &mut scanned),
+                },
             }
         }
     }
