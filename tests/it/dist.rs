@@ -117,6 +117,32 @@ async fn links_and_monitors_work_across_nodes() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_remote_message_to_a_full_mailbox_ends_the_receiver_visibly() -> anyhow::Result<()> {
+    let nodes = cluster("overflow", 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let limits = load(b, guests::LIMITS).await?;
+    let mut request = SpawnRequest::new(limits, "deaf");
+    request.mailbox_limit = Some(5);
+    let deaf = b.spawn(request)?;
+    a.remember_node(deaf.node, b.name());
+    let me = a.host_process();
+    let monitor = me.monitor(deaf);
+    // Five fit; the sixth cannot be refused to a sender whose send already returned, and
+    // must not vanish: the receiver ends with a limit reason its monitor sees.
+    for i in 0..6 {
+        me.send(deaf, 0, cbor::to_bytes(&int(i))).await?;
+    }
+    match next_signal(&me).await? {
+        Incoming::Down { monitor: m, pid, reason: ExitReason::Limit(why) } if m == monitor && pid == deaf => {
+            ensure!(why.starts_with("mailbox full (5 messages)"), "{why}");
+            ensure!(why.contains(&me.pid().to_string()), "the reason names the sender: {why}");
+        }
+        other => anyhow::bail!("unexpected {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_node_going_down_fires_links_monitors_and_nodedown() -> anyhow::Result<()> {
     let mut nodes = cluster("down", 2);
     let b = nodes.pop().context("two nodes")?;

@@ -197,12 +197,16 @@ impl NodeInner {
         Ok(())
     }
 
-    /// Puts a message from another node in a local mailbox. There is nobody to tell when
-    /// the mailbox is full: the message is dropped and the drop logged.
+    /// Puts a message from another node in a local mailbox. A full mailbox cannot refuse it
+    /// the way a local send is refused: the sender's send returned long ago. Dropping it
+    /// would lose an accepted message with nobody the wiser, so the receiver ends instead,
+    /// with a limit reason its links and monitors see (as Erlang ends a process that
+    /// exceeds its `max_heap_size`). Only guests have a bound; host processes never fill.
     fn deliver_remote(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) {
         let Some(target) = self.table.get(&to) else { return };
-        if target.mailbox.push(Incoming::Message(Message { sender: from, tag, payload })).is_err() {
-            tracing::warn!(%from, %to, "mailbox full: message from another node dropped");
+        if let Err(full) = target.mailbox.push(Incoming::Message(Message { sender: from, tag, payload })) {
+            tracing::warn!(%from, %to, "{full}: a message from another node ends the receiver");
+            target.kill(ExitReason::Limit(format!("{full}, a message from {from} could not be delivered")));
         }
     }
 
