@@ -8,8 +8,8 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::bindings::spore::process::mailbox as wit;
 use crate::codec::{self, CodecError};
@@ -68,8 +68,9 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Decodes the body as a `T`.
-    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
+    /// Decodes the body as a `T`, which may borrow from it (a `&str`, say): a receiver
+    /// that only looks at a text tag allocates nothing for it.
+    pub fn decode<'a, T: Deserialize<'a>>(&'a self) -> Result<T, CodecError> {
         codec::decode(&self.payload)
     }
 }
@@ -223,10 +224,17 @@ pub fn receive_signal(timeout: Option<Duration>) -> Option<Signal> {
 
 /// Waits for the oldest entry of any kind.
 pub fn receive_any(timeout: Option<Duration>) -> Option<Received> {
-    let select = Select::new().on_received(Some);
-    match timeout {
-        Some(t) => select.after(t, || None).wait(),
-        None => select.wait(),
+    // Not a `Select`: its arm would clone the entry, payload and all, and box two closures.
+    if let Some(entry) = SAVED.with(|s| s.borrow_mut().pop_front()) {
+        return Some(entry);
+    }
+    let deadline = timeout.map(crate::timer::Deadline::after);
+    loop {
+        match wit::receive(&[], deadline.as_ref().map(|d| d.remaining_ms())) {
+            Some(raw) => return Some(Received::from_wit(raw)),
+            None if deadline.as_ref().is_some_and(|d| d.remaining_ms() > 0) => continue,
+            None => return None,
+        }
     }
 }
 

@@ -16,8 +16,8 @@ mod encode;
 #[cfg(test)]
 mod tests;
 
-use serde::Serialize;
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
+use serde::{Deserialize, Serialize};
 
 /// The serde name through which [`Pid`](crate::Pid) asks this codec for its CBOR tag (other
 /// serde formats see a plain newtype struct around `(node-name, incarnation, index)`).
@@ -100,8 +100,8 @@ pub(crate) fn split_call(bytes: &[u8]) -> Option<(crate::Pid, u64, &[u8])> {
     Some((caller, reference, decoder.rest()))
 }
 
-/// Decodes one CBOR item, the whole of `bytes`, into a `T`.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+/// Decodes one CBOR item, the whole of `bytes`, into a `T` (which may borrow from `bytes`).
+pub fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, CodecError> {
     let mut decoder = decode::Decoder::new(bytes);
     let value = T::deserialize(&mut decoder)?;
     decoder.end()?;

@@ -23,6 +23,15 @@ fn bad_text_arg_names_the_problem() {
     assert!(err.0.contains("`three` is not a u32"), "{err}");
 }
 
+#[test]
+fn texts_decode_borrowed_from_the_payload() {
+    let bytes = encode(&("data", 7u8)).unwrap();
+    let (tag, n): (&str, u8) = decode(&bytes).unwrap();
+    assert_eq!((tag, n), ("data", 7));
+    let inside = bytes.as_ptr_range();
+    assert!(inside.contains(&tag.as_ptr()), "the text points into the payload");
+}
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 

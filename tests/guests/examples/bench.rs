@@ -229,11 +229,11 @@ fn w3_sink(reply_to: Pid) {
     let mut count: u64 = 0;
     loop {
         let Some(Received::Message(m)) = receive_any(None) else { continue };
-        let (tag, _): (String, IgnoredAny) = m.decode().expect("a (tag, value) message");
-        match tag.as_str() {
+        let (tag, _): (&str, IgnoredAny) = m.decode().expect("a (tag, value) message");
+        match tag {
             "data" => count += 1,
             "done" => {
-                let (_, from): (String, Pid) = m.decode().expect("(done, pid)");
+                let (_, from): (&str, Pid) = m.decode().expect("(done, pid)");
                 send(from, &("ack", count));
                 return;
             }
