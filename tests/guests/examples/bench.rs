@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::de::{self, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use spore_guest::{
-    Module, Pid, Received, Select, SpawnError, receive, receive_any, register, rpc, send, send_named, sleep,
-    spawn, spawn_on,
+    Module, Pid, Received, SpawnError, receive, receive_any, register, rpc, send, send_named, sleep, spawn,
+    spawn_on,
 };
 
 /// The payload of W1, W2 and W3: 64 bytes (W3b: 65,536), encoded as a CBOR byte string (a
@@ -66,6 +66,21 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
+/// Bytes borrowed from a message, encoded as a CBOR byte string like [`Payload`].
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&[u8]>::deserialize(deserializer).map(Bytes)
+    }
+}
+
 /// Tells `reply_to` this driver is ready and waits for its `"go"`.
 fn ready_then_wait_for_go(reply_to: Pid) {
     send(reply_to, "ready");
@@ -96,17 +111,13 @@ fn w1(n: u64, reply_to: Pid) {
 }
 
 /// W1's other side: answers each `("ping", from, payload)` with `("pong", payload)` (the
-/// bytes it received) until `"stop"`.
+/// bytes it received, borrowed from the message) until `"stop"`.
 fn pong() {
     loop {
-        let stop = Select::new()
-            .on(|(_tag, from, payload): (String, Pid, Payload)| {
-                send(from, &("pong", payload));
-                false
-            })
-            .on(|_stop: String| true)
-            .wait();
-        if stop {
+        let Some(Received::Message(m)) = receive_any(None) else { continue };
+        if let Ok((_ping, from, payload)) = m.decode::<(&str, Pid, Bytes)>() {
+            send(from, &("pong", payload));
+        } else if m.decode::<&str>() == Ok("stop") {
             return;
         }
     }
