@@ -42,30 +42,107 @@ pub fn encode(frame: &Frame, payload: &[u8], out: &mut BytesMut) {
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-/// Takes one frame off the front of `buf`: `Ok(None)` when more bytes are needed, an error
-/// when what is there can never be a valid frame of at most `max_frame` bytes.
-pub fn decode(buf: &mut BytesMut, max_frame: usize) -> Result<Option<(Frame, Bytes)>, DecodeError> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+/// How many more bytes the frame at the front of `buf` needs to be whole: 0 when it is, an
+/// error when its length prefix is over `max_frame`.
+pub fn missing(buf: &[u8], max_frame: usize) -> Result<usize, DecodeError> {
+    let Some(prefix) = buf.first_chunk::<4>() else { return Ok(4 - buf.len()) };
+    let len = u32::from_le_bytes(*prefix) as usize;
     if len > max_frame {
         return Err(DecodeError::TooLarge { len, max: max_frame });
     }
-    if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
+    Ok((4 + len).saturating_sub(buf.len()))
+}
+
+/// Takes one frame off the front of `buf`: `Ok(None)` when more bytes are needed, an error
+/// when what is there can never be a valid frame of at most `max_frame` bytes.
+pub fn decode(buf: &mut BytesMut, max_frame: usize) -> Result<Option<(Frame, Bytes)>, DecodeError> {
+    match missing(buf, max_frame)? {
+        0 => {
+            let len = buf.get_u32_le() as usize;
+            parse(buf.split_to(len).freeze()).map(Some)
+        }
+        more => {
+            buf.reserve(more);
+            Ok(None)
+        }
+    }
+}
+
+/// [`decode`] from shared bytes (a chunk as the transport received it): the frame's payload
+/// is a slice of `buf`, with no copy.
+pub fn decode_shared(buf: &mut Bytes, max_frame: usize) -> Result<Option<(Frame, Bytes)>, DecodeError> {
+    if missing(buf, max_frame)? > 0 {
         return Ok(None);
     }
-    buf.advance(4);
-    let body = buf.split_to(len).freeze();
+    let len = buf.get_u32_le() as usize;
+    parse(buf.split_to(len)).map(Some)
+}
+
+/// Splits a frame's body into its header and payload.
+fn parse(body: Bytes) -> Result<(Frame, Bytes), DecodeError> {
     let (frame, rest) =
         postcard::take_from_bytes::<Frame>(&body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let header_len = body.len() - rest.len();
     if frame.has_payload() {
-        Ok(Some((frame, body.slice(header_len..))))
+        Ok((frame, body.slice(header_len..)))
     } else if rest.is_empty() {
-        Ok(Some((frame, Bytes::new())))
+        Ok((frame, Bytes::new()))
     } else {
         Err(DecodeError::Trailing(rest.len()))
+    }
+}
+
+/// Cuts a byte stream that arrives in chunks into frames. A frame that lies whole in a chunk
+/// is sliced out of it without a copy; only a frame that spans chunks is copied, once.
+#[derive(Debug)]
+pub struct FrameSplitter {
+    /// What is left of the last chunk.
+    chunk: Bytes,
+    /// The start of a frame that spans chunks, topped up to exactly that frame.
+    partial: BytesMut,
+    max_frame: usize,
+}
+
+impl FrameSplitter {
+    /// A splitter for frames of at most `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        Self { chunk: Bytes::new(), partial: BytesMut::new(), max_frame }
+    }
+
+    /// Adds the next chunk; call it only once [`next_frame`](Self::next_frame) has
+    /// returned `Ok(None)` (the previous chunk is used up by then).
+    pub fn push(&mut self, chunk: Bytes) {
+        debug_assert!(self.chunk.is_empty(), "push before the last chunk was used up");
+        self.chunk = chunk;
+    }
+
+    /// True when no bytes of an unfinished frame are held.
+    pub fn is_empty(&self) -> bool {
+        self.chunk.is_empty() && self.partial.is_empty()
+    }
+
+    /// The next whole frame, `Ok(None)` when more bytes are needed, or an error when the
+    /// bytes can never be a frame of at most `max_frame` bytes.
+    pub fn next_frame(&mut self) -> Result<Option<(Frame, Bytes)>, DecodeError> {
+        loop {
+            if self.partial.is_empty() {
+                if let Some(frame) = decode_shared(&mut self.chunk, self.max_frame)? {
+                    return Ok(Some(frame));
+                }
+                // The rest of the chunk begins a frame that later chunks complete.
+                self.partial.extend_from_slice(&self.chunk);
+                self.chunk.clear();
+                return Ok(None);
+            }
+            let missing = missing(&self.partial, self.max_frame)?;
+            if missing == 0 {
+                return decode(&mut self.partial, self.max_frame);
+            }
+            if self.chunk.is_empty() {
+                return Ok(None);
+            }
+            let take = missing.min(self.chunk.len());
+            self.partial.extend_from_slice(&self.chunk.split_to(take));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The protocol without sockets: codec round trips, hostile input, and two handshakes
 //! driven against each other in memory.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::*;
 use crate::process::{NodeId, Pid};
@@ -147,6 +147,59 @@ proptest::proptest! {
         }
         let (f, p) = decode(&mut buf, MAX).unwrap().expect("whole frame");
         proptest::prop_assert_eq!((f, &p[..]), (frame, &payload[..]));
+    }
+}
+
+proptest::proptest! {
+    /// A stream of frames cut into arbitrary chunks comes out of the splitter as the same
+    /// frames, in order, and leaves nothing behind.
+    #[test]
+    fn the_splitter_reassembles_any_chunking(
+        payloads in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..200), 1..8),
+        cuts in proptest::collection::vec(1usize..300, 1..40),
+    ) {
+        let mut stream = BytesMut::new();
+        let frames: Vec<Frame> = (0..payloads.len() as u64)
+            .map(|tag| Frame::Send { from: pid("a@h", 1), to: pid("b@h", 2), tag })
+            .collect();
+        for (frame, payload) in frames.iter().zip(&payloads) {
+            encode(frame, payload, &mut stream);
+        }
+        let mut stream = stream.freeze();
+        let mut splitter = FrameSplitter::new(MAX);
+        let mut got = Vec::new();
+        let mut cuts = cuts.into_iter().cycle();
+        while !stream.is_empty() {
+            let n = cuts.next().unwrap().min(stream.len());
+            splitter.push(stream.split_to(n));
+            while let Some((frame, payload)) = splitter.next_frame().unwrap() {
+                got.push((frame, payload.to_vec()));
+            }
+        }
+        proptest::prop_assert!(splitter.is_empty());
+        let want: Vec<(Frame, Vec<u8>)> = frames.into_iter().zip(payloads).collect();
+        proptest::prop_assert_eq!(got, want);
+    }
+
+    /// Arbitrary bytes in arbitrary chunks: the splitter returns frames, asks for more or
+    /// fails; it never panics.
+    #[test]
+    fn the_splitter_survives_arbitrary_bytes(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+        cut in 1usize..64,
+        max in 0usize..512,
+    ) {
+        let mut splitter = FrameSplitter::new(max);
+        for chunk in bytes.chunks(cut) {
+            splitter.push(Bytes::copy_from_slice(chunk));
+            loop {
+                match splitter.next_frame() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
     }
 }
 

@@ -56,25 +56,24 @@ pub enum ReadError {
 /// Decodes frames from the receiving half of a stream.
 pub struct FrameReader {
     recv: RecvStream,
-    buf: BytesMut,
-    max_frame: usize,
+    frames: proto::FrameSplitter,
 }
 
 impl FrameReader {
     /// Reads frames of at most `max_frame` bytes from `recv`.
     pub fn new(recv: RecvStream, max_frame: usize) -> Self {
-        Self { recv, buf: BytesMut::with_capacity(64 << 10), max_frame }
+        Self { recv, frames: proto::FrameSplitter::new(max_frame) }
     }
 
     /// The next frame; `None` at the end of the stream.
     pub async fn next(&mut self) -> Result<Option<(Frame, Bytes)>, ReadError> {
         loop {
-            if let Some(frame) = proto::decode(&mut self.buf, self.max_frame)? {
+            if let Some(frame) = self.frames.next_frame()? {
                 return Ok(Some(frame));
             }
             match self.recv.read_chunk(usize::MAX, true).await {
-                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
-                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(Some(chunk)) => self.frames.push(chunk.bytes),
+                Ok(None) if self.frames.is_empty() => return Ok(None),
                 Ok(None) => return Err(ReadError::Truncated),
                 Err(e) => return Err(ReadError::Stream(e.to_string())),
             }
