@@ -15,7 +15,7 @@ use crate::dist::{Peer, PendingSpawn};
 use crate::engine;
 use crate::error::SpawnError;
 use crate::process::entry::{ProcessEntry, ProcessKind};
-use crate::process::spawn::{self, Launch};
+use crate::process::spawn::{self, Launch, OnReady};
 use crate::process::state::Grants;
 use crate::process::{GroupEvent, Pid, Ref};
 use crate::proto::Frame;
@@ -51,6 +51,13 @@ impl Prepared {
     pub fn start(self, node: &Arc<NodeInner>) -> (Pid, Option<Ref>) {
         node.runtime.spawn(spawn::run(Arc::clone(node), self.me, self.launch));
         (self.pid, self.monitor)
+    }
+
+    /// Starts the process's task, which runs `ready` once the process is instantiated (or
+    /// is not, or was killed first), before anything the process sends or its end.
+    pub fn start_then(mut self, node: &Arc<NodeInner>, ready: impl FnOnce() + Send + 'static) {
+        self.launch.on_ready = OnReady::new(ready);
+        self.start(node);
     }
 }
 
@@ -150,7 +157,15 @@ impl NodeInner {
                 }
             }
         }
-        let launch = Launch { module, entry, args, grants, memory_limit, fuel: opts.fuel };
+        let launch = Launch {
+            module,
+            entry,
+            args,
+            grants,
+            memory_limit,
+            fuel: opts.fuel,
+            on_ready: OnReady::default(),
+        };
         Ok(Prepared { pid, monitor, me, launch })
     }
 
@@ -278,8 +293,9 @@ impl NodeInner {
         Ok(())
     }
 
-    /// The target's side of a spawn request from `peer`: find or fetch the module, spawn,
-    /// answer before the child starts (so that its exit signals follow the answer).
+    /// The target's side of a spawn request from `peer`: find or fetch the module, spawn, and
+    /// answer once the child is instantiated, before it runs (so that its messages and exit
+    /// signals follow the answer).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn serve_spawn(
         self: Arc<Self>,
@@ -312,8 +328,10 @@ impl NodeInner {
         .await;
         match prepared {
             Ok(p) => {
-                peer.signal(Frame::SpawnReply { reference, result: Ok(p.pid) });
-                p.start(&self);
+                let pid = p.pid;
+                p.start_then(&self, move || {
+                    peer.signal(Frame::SpawnReply { reference, result: Ok(pid) });
+                });
             }
             Err(e) => {
                 peer.signal(Frame::SpawnReply { reference, result: Err(e) });

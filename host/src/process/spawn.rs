@@ -26,6 +26,28 @@ pub(crate) struct Launch {
     pub grants: Grants,
     pub memory_limit: u64,
     pub fuel: Option<u64>,
+    pub on_ready: OnReady,
+}
+
+/// What runs once the process is instantiated, or has failed to be, or was killed first:
+/// always before the process's exit signals. A remote spawner's answer goes out then, so it
+/// usually shares a datagram (and the spawner one wake-up) with what the child sends first.
+#[derive(Default)]
+pub(crate) struct OnReady(Option<Box<dyn FnOnce() + Send>>);
+
+impl OnReady {
+    /// Runs `f` when the process is ready.
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+}
+
+impl Drop for OnReady {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
 }
 
 /// A guest asked to end itself with `process.exit`.
@@ -50,7 +72,7 @@ pub(crate) async fn run(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Lau
 }
 
 async fn run_guest(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Launch) -> ExitReason {
-    let Launch { module, entry, args, grants, memory_limit, fuel } = launch;
+    let Launch { module, entry, args, grants, memory_limit, fuel, on_ready } = launch;
     let pre = module.pre.clone();
     let state = ProcState::new(Arc::clone(&node), me, module, grants, memory_limit);
     let mut store = Store::new(&node.engine, state);
@@ -66,7 +88,9 @@ async fn run_guest(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Launch) 
     }
     // Boxed: instantiating needs a larger future than running (1.2 KB against 0.4 KB), and
     // inline it would size the process's task, and so every live process, for good.
-    let guest = match Box::pin(pre.instantiate_async(&mut store)).await {
+    let instantiated = Box::pin(pre.instantiate_async(&mut store)).await;
+    drop(on_ready);
+    let guest = match instantiated {
         Ok(guest) => guest,
         Err(e) => return reason_of(&e),
     };
