@@ -141,6 +141,8 @@ impl FrameSplitter {
             if self.chunk.is_empty() {
                 return Ok(None);
             }
+            // Once the length is known, one allocation holds the whole frame.
+            self.partial.reserve(missing);
             let take = missing.min(self.chunk.len());
             self.partial.extend_from_slice(&self.chunk.split_to(take));
         }
