@@ -130,7 +130,6 @@ impl Transport {
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport);
         let socket = bind_in_range(ip, ports)?;
-        size_buffers(&socket);
         let runtime =
             quinn::default_runtime().ok_or_else(|| BindError::Endpoint("no async runtime".into()))?;
         let endpoint = Endpoint::new(EndpointConfig::default(), Some(server), socket, runtime)
@@ -175,23 +174,6 @@ fn transport_config(tick: Duration) -> TransportConfig {
     t.receive_window(VarInt::from_u32(16 << 20));
     t.send_window(16 << 20);
     t
-}
-
-/// The UDP socket buffers a node asks for (the kernel caps them at `net.core.rmem_max` and
-/// `wmem_max`).
-const SOCKET_BUFFER_BYTES: usize = 4 << 20;
-
-/// Enlarges the socket's buffers. With the default 208 KiB, a burst of small messages
-/// overflowed the receiver's buffer (W3: hundreds of drops per million messages, each one
-/// a loss that halved the congestion window). A refusal only costs speed, so it is logged.
-fn size_buffers(socket: &UdpSocket) {
-    let socket = socket2::SockRef::from(socket);
-    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
-        tracing::debug!("cannot enlarge the UDP receive buffer: {e}");
-    }
-    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
-        tracing::debug!("cannot enlarge the UDP send buffer: {e}");
-    }
 }
 
 fn bind_in_range(ip: IpAddr, (min, max): (u16, u16)) -> Result<UdpSocket, BindError> {
