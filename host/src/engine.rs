@@ -1,5 +1,12 @@
 //! The node's wasmtime [`Engine`]: component model, pooling allocator sized from the
-//! configuration, epoch interruption (driven by [`crate::epoch`]).
+//! configuration, epoch interruption (driven by [`crate::epoch`]), and Cranelift's
+//! per-function compile cache ([`fn_cache`]).
+
+pub(crate) mod fn_cache;
+
+use std::sync::Arc;
+
+use fn_cache::{FN_CACHE_BYTES, FnCache};
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
@@ -27,8 +34,8 @@ pub(crate) fn max_memory_bytes(config: &NodeConfig) -> u64 {
     config.memory_reservation.map_or(MAX_MEMORY_BYTES, |r| r.min(MAX_MEMORY_BYTES))
 }
 
-/// Builds the engine for `config`.
-pub(crate) fn build(config: &NodeConfig) -> Result<Engine, StartError> {
+/// Builds the engine for `config`, with its function cache when it compiles with Cranelift.
+pub(crate) fn build(config: &NodeConfig) -> Result<(Engine, Option<Arc<FnCache>>), StartError> {
     let n = config.max_processes.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
@@ -59,9 +66,16 @@ pub(crate) fn build(config: &NodeConfig) -> Result<Engine, StartError> {
         .consume_fuel(config.fuel)
         .memory_init_cow(config.copy_on_write)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Winch has no such cache; it compiles fast anyway.
+    let fn_cache = (config.compiler == Compiler::Cranelift).then(|| Arc::new(FnCache::new(FN_CACHE_BYTES)));
+    if let Some(cache) = &fn_cache {
+        cfg.enable_incremental_compilation(Arc::clone(cache) as Arc<dyn wasmtime::CacheStore>)
+            .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    }
     if let Some(reservation) = config.memory_reservation {
         cfg.memory_reservation(reservation);
         cfg.memory_guard_size(64 << 10);
     }
-    Engine::new(&cfg).map_err(|e| StartError::Engine(format!("{e:#}")))
+    let engine = Engine::new(&cfg).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+    Ok((engine, fn_cache))
 }

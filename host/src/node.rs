@@ -26,7 +26,7 @@ use wasmtime::component::Linker;
 use crate::cache::{CodeCache, LoadedModule, ModuleId};
 use crate::config::NodeConfig;
 use crate::dist::Dist;
-use crate::engine;
+use crate::engine::{self, fn_cache::FnCache};
 use crate::epoch::{EpochTicker, GuestActivity};
 use crate::error::{LoadError, RegisterError, SendError, SpawnError, StartError};
 use crate::group::GroupLeader;
@@ -130,6 +130,11 @@ pub struct NodeStats {
     pub modules_shipped: u64,
     /// Module shipments this node received.
     pub modules_received: u64,
+    /// Functions Cranelift compiled (and cached) for this node's modules.
+    pub functions_compiled: u64,
+    /// Functions of this node's modules found compiled already, in the function cache
+    /// (identical code in another module, or in an earlier version of the same module).
+    pub functions_reused: u64,
 }
 
 /// A snapshot of one process, for `spore ps` and embedders.
@@ -167,6 +172,8 @@ pub(crate) struct NodeInner {
     pub incarnation: u32,
     pub config: NodeConfig,
     pub engine: Engine,
+    /// Cranelift's per-function compile cache (none with Winch).
+    pub fn_cache: Option<Arc<FnCache>>,
     pub linker: Linker<ProcState>,
     pub cache: CodeCache,
     pub table: ProcessTable,
@@ -191,7 +198,7 @@ impl Node {
         if short.is_empty() || host.is_empty() || host.contains('@') {
             return Err(StartError::BadName(config.name.clone()));
         }
-        let engine = engine::build(&config)?;
+        let (engine, fn_cache) = engine::build(&config)?;
         let linker = crate::api::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let workers =
             config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -235,6 +242,7 @@ impl Node {
             cache: CodeCache::new(&config, &engine),
             table: ProcessTable::new(id, incarnation),
             engine,
+            fn_cache,
             linker,
             node_names,
             runtime: runtime.handle().clone(),
@@ -297,11 +305,14 @@ impl Node {
     /// Counters of the code cache and of module shipping.
     pub fn stats(&self) -> NodeStats {
         let dist = self.inner.dist.as_ref();
+        let fns = self.inner.fn_cache.as_deref();
         NodeStats {
             modules_compiled: self.inner.cache.compiled.load(Ordering::Relaxed),
             modules_from_disk: self.inner.cache.from_disk.load(Ordering::Relaxed),
             modules_shipped: dist.map_or(0, |d| d.shipped.load(Ordering::Relaxed)),
             modules_received: dist.map_or(0, |d| d.received.load(Ordering::Relaxed)),
+            functions_compiled: fns.map_or(0, |c| c.inserts.load(Ordering::Relaxed)),
+            functions_reused: fns.map_or(0, |c| c.hits.load(Ordering::Relaxed)),
         }
     }
 

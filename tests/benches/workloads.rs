@@ -1382,31 +1382,6 @@ async fn w7(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
     Ok(vec![n as f64 / (total_us / 1e6), total_us / n as f64])
 }
 
-/// `component` with a custom section `name` holding `payload` appended (section id 0,
-/// LEB128 size, LEB128-prefixed name, payload): the same program with another SHA-256.
-fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut content = Vec::new();
-    leb128(name.len(), &mut content);
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
-    let mut out = component.to_vec();
-    out.push(0);
-    leb128(content.len(), &mut out);
-    out.extend_from_slice(&content);
-    out
-}
-
 /// W5b: a fresh peer with an empty disk cache, and `k` distinct modules it has never seen
 /// (the hello guest, tests/guests/examples/hello.rs, with a distinct custom section each);
 /// per module, timed from A's host
@@ -1422,8 +1397,11 @@ async fn w5b(cluster: &Cluster, k: u64) -> anyhow::Result<Vec<f64>> {
     // Untimed: build the modules and their requests (hashing them).
     let modules: Vec<(SpawnRequest, String, usize)> = (0..k)
         .map(|i| {
-            let bytes =
-                with_custom_section(&cluster.hello_bytes, "spore-bench-w5b", format!("{seq}/{i}").as_bytes());
+            let bytes = spore_tests::with_custom_section(
+                &cluster.hello_bytes,
+                "spore-bench-w5b",
+                format!("{seq}/{i}").as_bytes(),
+            );
             let len = bytes.len();
             let request = SpawnRequest::from_bytes(bytes, "hello").args(args.clone());
             let id = request.module.to_string();

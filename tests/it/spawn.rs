@@ -250,3 +250,33 @@ async fn a_restarted_node_reuses_its_compiled_modules() -> anyhow::Result<()> {
     assert_eq!((second.stats().modules_compiled, second.stats().modules_from_disk), (0, 1));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_module_with_known_code_reuses_its_compiled_functions() -> anyhow::Result<()> {
+    let node = Node::start(NodeConfig {
+        cache_dir: CacheDir::Disabled,
+        ..spore_tests::test_config("fns@localhost")
+    })?;
+    let echo = std::fs::read(guests::ECHO)?;
+    node.load(echo.clone()).await?;
+    let first = node.stats();
+    assert!(first.functions_compiled > 0, "the first module compiles its functions");
+    // The same code under another id (a custom section differs), as a module rebuilt
+    // with only its data changed would be: its functions come from the cache, but for a
+    // few whose Cranelift IR carries something of the module (about 1 in 12 for echo).
+    node.load(spore_tests::with_custom_section(&echo, "version", b"2")).await?;
+    let second = node.stats();
+    assert_eq!(second.modules_compiled, 2);
+    let again = second.functions_compiled - first.functions_compiled;
+    let reused = second.functions_reused - first.functions_reused;
+    assert!(
+        again * 4 < first.functions_compiled,
+        "{again} of {} functions compiled again",
+        first.functions_compiled
+    );
+    assert!(reused * 4 > first.functions_compiled * 3, "only {reused} functions reused");
+    // New code compiles.
+    node.load_file(guests::SINK).await?;
+    assert!(node.stats().functions_compiled > second.functions_compiled);
+    Ok(())
+}

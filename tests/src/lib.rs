@@ -51,6 +51,31 @@ pub fn spawn(node: &Node, module: ModuleId, entry: &str, args: Vec<Value>) -> an
     Ok(node.spawn(request)?)
 }
 
+/// `component` with a custom section `name` holding `payload` appended (section id 0,
+/// LEB128 size, LEB128-prefixed name, payload): the same program with another SHA-256.
+pub fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut content = Vec::new();
+    leb128(name.len(), &mut content);
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb128(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
+}
+
 /// Text as a CBOR value.
 pub fn text(s: &str) -> Value {
     Value::Text(s.to_owned())
