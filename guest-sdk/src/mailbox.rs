@@ -150,8 +150,7 @@ pub fn try_send<T: Serialize + ?Sized>(to: Pid, msg: &T) -> Result<(), SendError
 
 /// Sends `msg` with `tag`, which the receiver can select on without decoding.
 pub fn send_tagged<T: Serialize + ?Sized>(to: Pid, tag: u64, msg: &T) -> Result<(), SendError> {
-    let bytes = codec::encode(msg).map_err(SendError::Encode)?;
-    send_raw(to, tag, &bytes)
+    codec::with_encoded(msg, |bytes| send_raw(to, tag, bytes)).map_err(SendError::Encode)?
 }
 
 /// Sends already-encoded bytes.
@@ -173,8 +172,9 @@ pub fn try_send_named<T: Serialize + ?Sized>(
     node: Option<&str>,
     msg: &T,
 ) -> Result<(), SendError> {
-    let bytes = codec::encode(msg).map_err(SendError::Encode)?;
-    wit::send_named(name, node, 0, &bytes).map_err(Into::into)
+    codec::with_encoded(msg, |bytes| wit::send_named(name, node, 0, bytes))
+        .map_err(SendError::Encode)?
+        .map_err(Into::into)
 }
 
 /// Waits for the oldest message that decodes as `T`.

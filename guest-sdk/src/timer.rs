@@ -20,8 +20,8 @@ pub fn sleep(d: Duration) {
 
 /// Sends `msg` to `to` after `d`; returns a reference for [`cancel_timer`].
 pub fn send_after<T: Serialize + ?Sized>(d: Duration, to: Pid, msg: &T) -> Result<Ref, SendError> {
-    let bytes = codec::encode(msg).map_err(SendError::Encode)?;
-    Ok(wit::send_after(millis(d), to.to_wit(), 0, &bytes))
+    codec::with_encoded(msg, |bytes| wit::send_after(millis(d), to.to_wit(), 0, bytes))
+        .map_err(SendError::Encode)
 }
 
 /// Cancels a timer; false if it already fired.

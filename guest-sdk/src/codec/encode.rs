@@ -42,6 +42,11 @@ impl Encoder {
         Self { out: Vec::with_capacity(capacity) }
     }
 
+    /// An encoder appending to `out`.
+    pub(super) fn from_vec(out: Vec<u8>) -> Self {
+        Self { out }
+    }
+
     /// The bytes written.
     pub(super) fn into_bytes(self) -> Vec<u8> {
         self.out

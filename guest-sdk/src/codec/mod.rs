@@ -91,6 +91,33 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(encoder.into_bytes())
 }
 
+/// Largest buffer [`with_encoded`] keeps for the next message.
+const KEPT_BUFFER_BYTES: usize = 64 << 10;
+
+std::thread_local! {
+    /// The buffer messages are encoded into before a send (the host copies them out).
+    static SEND_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Encodes `value` into a buffer reused from message to message and passes the bytes to
+/// `f`: a send copies them to the host at once, so it needs no allocation of its own.
+pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
+    value: &T,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, CodecError> {
+    // Taken, not borrowed: encoding may (through a pid's node name) re-enter.
+    let mut buffer = SEND_BUFFER.take();
+    buffer.clear();
+    let mut encoder = encode::Encoder::from_vec(buffer);
+    let encoded = value.serialize(&mut encoder);
+    let buffer = encoder.into_bytes();
+    let result = encoded.map(|()| f(&buffer));
+    if buffer.capacity() <= KEPT_BUFFER_BYTES {
+        SEND_BUFFER.set(buffer);
+    }
+    result
+}
+
 /// Splits the arguments of a process spawned by a call (tag
 /// [`CALL_TAG`](crate::rpc::CALL_TAG) over `[caller, reference, args]`) into the caller,
 /// the reference its answer is tagged with, and the entry's own arguments.

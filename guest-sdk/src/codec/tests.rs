@@ -24,6 +24,17 @@ fn bad_text_arg_names_the_problem() {
 }
 
 #[test]
+fn the_reused_send_buffer_encodes_like_encode_and_allows_nesting() {
+    let first = with_encoded(&(1u8, "a long enough text"), |b| b.to_vec()).unwrap();
+    assert_eq!(first, encode(&(1u8, "a long enough text")).unwrap());
+    let second = with_encoded(&2u8, |b| b.to_vec()).unwrap();
+    assert_eq!(second, encode(&2u8).unwrap(), "nothing of the longer message before it is left");
+    let nested =
+        with_encoded(&"outer", |outer| (outer.to_vec(), with_encoded(&"inner", |i| i.to_vec()).unwrap()));
+    assert_eq!(nested.unwrap(), (encode("outer").unwrap(), encode("inner").unwrap()));
+}
+
+#[test]
 fn texts_decode_borrowed_from_the_payload() {
     let bytes = encode(&("data", 7u8)).unwrap();
     let (tag, n): (&str, u8) = decode(&bytes).unwrap();
