@@ -57,6 +57,11 @@ pub struct DistConfig {
     pub mapper_port: Option<u16>,
     /// Addresses of nodes known without the mapper.
     pub addresses: HashMap<String, SocketAddr>,
+    /// Bytes each connection may have in flight, unacknowledged
+    /// ([`DEFAULT_SEND_WINDOW`](crate::transport::DEFAULT_SEND_WINDOW)): it bounds the queue
+    /// a fast sender builds at a slow receiver. Raise it for paths with a large bandwidth
+    /// times round-trip time, which a small window cannot fill.
+    pub send_window: u64,
 }
 
 impl DistConfig {
@@ -71,6 +76,7 @@ impl DistConfig {
             hidden: false,
             mapper_port: Some(mapper::DEFAULT_MAPPER_PORT),
             addresses: HashMap::new(),
+            send_window: crate::transport::DEFAULT_SEND_WINDOW,
         }
     }
 }
@@ -221,7 +227,8 @@ impl Dist {
         max_message: usize,
     ) -> Result<Self, BindError> {
         let identity = ClusterIdentity::from_cookie(config.cookie.as_bytes(), name)?;
-        let transport = Transport::bind(&identity, config.listen_ip, config.ports, config.tick)?;
+        let transport =
+            Transport::bind_with(&identity, config.listen_ip, config.ports, config.tick, config.send_window)?;
         // Hidden nodes register too (as in Erlang): the nodes running processes that a tool
         // spawned send their output back to it.
         let mapper = config.mapper_port.map(|port| {

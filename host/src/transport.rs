@@ -112,15 +112,26 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Opens the endpoint on the first free port of `ports` on `ip`. Must run inside the
-    /// node's runtime.
+    /// Opens the endpoint on the first free port of `ports` on `ip`, with the default send
+    /// window. Must run inside the node's runtime.
     pub fn bind(
         identity: &ClusterIdentity,
         ip: IpAddr,
         ports: (u16, u16),
         tick: Duration,
     ) -> Result<Self, BindError> {
-        let transport = Arc::new(transport_config(tick));
+        Self::bind_with(identity, ip, ports, tick, DEFAULT_SEND_WINDOW)
+    }
+
+    /// [`Transport::bind`] with `send_window` bytes allowed in flight per connection.
+    pub fn bind_with(
+        identity: &ClusterIdentity,
+        ip: IpAddr,
+        ports: (u16, u16),
+        tick: Duration,
+        send_window: u64,
+    ) -> Result<Self, BindError> {
+        let transport = Arc::new(transport_config(tick, send_window));
         let server_crypto = QuicServerConfig::try_from(identity.server_config()?)
             .map_err(|e| BindError::Endpoint(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
@@ -164,12 +175,14 @@ impl Transport {
     }
 }
 
-/// Bytes a connection may have in flight (see [`transport_config`]).
-const SEND_WINDOW_BYTES: u64 = 512 << 10;
+/// Bytes a connection may have in flight by default: enough for loopback and a LAN. A path
+/// whose bandwidth times round-trip time is larger (1 Gbit/s at 10 ms is 1.25 MB) needs a
+/// larger window to be filled.
+pub const DEFAULT_SEND_WINDOW: u64 = 512 << 10;
 
 /// Liveness from one knob, like Erlang's `net_ticktime`: keep-alives every quarter tick,
 /// and a silent peer is down after a tick.
-fn transport_config(tick: Duration) -> TransportConfig {
+fn transport_config(tick: Duration, send_window: u64) -> TransportConfig {
     let mut t = TransportConfig::default();
     t.keep_alive_interval(Some(tick / 4));
     t.max_idle_timeout(IdleTimeout::try_from(tick).ok());
@@ -182,7 +195,7 @@ fn transport_config(tick: Duration) -> TransportConfig {
     // but delays everything behind it, keep-alives included. Two test suites at once on two
     // cores (debug build, 1.5 s tick) had the million-message test's receiver time out its
     // peer in 3 runs of 4 with 16 MiB, 1 of 4 with 1 MiB, 0 of 4 with 512 KiB.
-    t.send_window(SEND_WINDOW_BYTES);
+    t.send_window(send_window);
     t
 }
 

@@ -184,6 +184,32 @@ async fn a_node_going_down_fires_links_monitors_and_nodedown() -> anyhow::Result
 }
 
 #[tokio::test]
+async fn messages_larger_than_a_small_send_window_arrive_in_order() -> anyhow::Result<()> {
+    const N: usize = 64;
+    let mapper = free_port();
+    let node = |name: &str| {
+        let mut dist = DistConfig::new("test-cookie");
+        dist.mapper_port = Some(mapper);
+        dist.tick = TICK;
+        dist.send_window = 16 << 10;
+        spore_host::Node::start(spore_host::NodeConfig { dist: Some(dist), ..spore_tests::test_config(name) })
+    };
+    let (a, b) = (node("window0@localhost")?, node("window1@localhost")?);
+    let (me, them) = (a.host_process(), b.host_process());
+    a.remember_node(them.pid().node, b.name());
+    for i in 0..N {
+        me.send(them.pid(), i as u64, vec![i as u8; 100 << 10]).await?;
+    }
+    for i in 0..N {
+        let Some(Incoming::Message(m)) = them.receive(&[], Some(DEADLINE)).await else {
+            anyhow::bail!("message {i} did not arrive");
+        };
+        ensure!(m.tag == i as u64 && m.payload.len() == 100 << 10 && m.payload.iter().all(|&x| x == i as u8));
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_million_messages_arrive_complete_and_in_order() -> anyhow::Result<()> {
     const N: u64 = 1_000_000;
     let nodes = cluster("million", 2);
