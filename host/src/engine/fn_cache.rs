@@ -1,11 +1,13 @@
 //! Cranelift's per-function compile cache: machine code by the hash of a function's
 //! Cranelift IR, shared by every module this node compiles.
 //!
-//! Guests built with the same SDK and toolchain share most of their functions (the standard
-//! library, the SDK, the canonical-ABI trampolines), and a new version of a module changes
-//! a few of its functions. Cranelift keys a function by its IR with calls to other functions
-//! abstracted, so a function whose body is unchanged hits the cache even when the functions
-//! around it moved. Only functions never seen before are compiled.
+//! Cranelift keys a function by its IR with calls to other functions abstracted, so a
+//! function whose body is unchanged hits the cache even when the functions around it
+//! moved. It pays off for the same code under another id (a custom section or data
+//! changed: every function but about 1 in 12 is reused) and for a new version that changes
+//! a few functions (a one-line change to the hello guest: 66 ms instead of 215). Different
+//! programs share little: after LTO and inlining their bodies differ, even the standard
+//! library's.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
