@@ -56,7 +56,7 @@ pub async fn lookup(name: &str, mapper_port: u16) -> Result<SocketAddr, LookupEr
     let (short, host) = name.split_once('@').ok_or_else(|| LookupError::Host(name.to_owned()))?;
     let mut addrs: Vec<SocketAddr> = if host.eq_ignore_ascii_case("localhost") {
         // Loopback by definition (RFC 6761), so no resolver: the system's runs on a blocking
-        // thread and read /etc/hosts, 0.1-0.4 ms of a first connect.
+        // thread and reads /etc/hosts, 0.1-0.4 ms of a first connect.
         vec![
             SocketAddr::from((Ipv4Addr::LOCALHOST, mapper_port)),
             SocketAddr::from((Ipv6Addr::LOCALHOST, mapper_port)),

@@ -190,8 +190,8 @@ fn transport_config(tick: Duration, send_window: u64) -> TransportConfig {
     t.stream_receive_window(VarInt::from_u32(8 << 20));
     t.receive_window(VarInt::from_u32(16 << 20));
     // What may be in flight, unacknowledged: the depth of the queue a fast sender builds
-    // in front of a slower receiver (in its socket buffer, which is large enough to hold it
-    // all). A deeper queue bought no throughput (W3 A/B: 0.5, 1, 2 and 16 MiB within noise)
+    // in front of a slower receiver (in its socket buffer, which holds it all where the
+    // kernel lets it grow: see `size_buffers`). A deeper queue bought no throughput (W3 A/B: 0.5, 1, 2 and 16 MiB within noise)
     // but delays everything behind it, keep-alives included. Two test suites at once on two
     // cores (debug build, 1.5 s tick) had the million-message test's receiver time out its
     // peer in 3 runs of 4 with 16 MiB, 1 of 4 with 1 MiB, 0 of 4 with 512 KiB.
@@ -199,8 +199,9 @@ fn transport_config(tick: Duration, send_window: u64) -> TransportConfig {
     t
 }
 
-/// The UDP socket buffers a node asks for (the kernel caps them at `net.core.rmem_max` and
-/// `wmem_max`).
+/// The UDP socket buffers a node asks for. The kernel caps them at `net.core.rmem_max` and
+/// `wmem_max`: 4 MiB on the reference VM, but 208 KiB on a stock kernel, where a burst can
+/// still overflow the receiver (raise the sysctls for the drop-free figure).
 const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 /// Enlarges the socket's buffers. With the default 208 KiB, a burst of small messages
