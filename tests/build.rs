@@ -10,6 +10,8 @@ use std::path::Path;
 /// Scenario guests in tests/guests/examples.
 const SCENARIOS: &[&str] =
     &["echo", "crash", "spin", "limits", "names", "relay", "bench", "sink", "sandbox", "hello", "calls"];
+/// Guests on the SDK without std, in tests/lean-guests/examples.
+const LEAN: &[&str] = &["lean_hello", "lean_probe"];
 /// Example crates the tests run, with the file each builds.
 const EXAMPLES: &[(&str, &str)] = &[("ping-pong", "ping_pong"), ("links", "links")];
 
@@ -20,30 +22,39 @@ fn main() {
     packages.extend(EXAMPLES.iter().map(|(p, _)| *p));
     // Examples of a package are built only when asked for.
     let scenarios_dir = build_guests::build_guests_with(workspace, &packages, &["--examples", "--lib"]);
+    // Apart: built with the std guests, feature unification would link std into these.
+    let lean_dir = build_guests::build_guests_with(workspace, &["spore-lean-guests"], &["--examples"]);
     let mut consts = String::new();
+    for name in LEAN {
+        let path = lean_dir.join("examples").join(format!("{name}.wasm"));
+        path_const(&mut consts, name, &format!("The `{name}` test guest (no std)."), &path);
+    }
     for name in SCENARIOS {
         let path = scenarios_dir.join("examples").join(format!("{name}.wasm"));
-        writeln!(
-            consts,
-            "/// The `{name}` test guest.\npub const {}: &str = {:?};",
-            name.to_uppercase(),
-            path.display().to_string()
-        )
-        .unwrap();
+        path_const(&mut consts, name, &format!("The `{name}` test guest."), &path);
     }
     for (_, file) in EXAMPLES {
-        let path = scenarios_dir.join(format!("{file}.wasm"));
-        writeln!(
-            consts,
-            "/// The `{file}` example.\npub const {}: &str = {:?};",
-            file.to_uppercase(),
-            path.display().to_string()
-        )
-        .unwrap();
+        path_const(
+            &mut consts,
+            file,
+            &format!("The `{file}` example."),
+            &scenarios_dir.join(format!("{file}.wasm")),
+        );
     }
     let out = std::env::var("OUT_DIR").expect("set by cargo");
     std::fs::write(Path::new(&out).join("guests.rs"), consts).expect("write guests.rs");
-    for dir in ["tests/guests", "examples"] {
+    for dir in ["tests/guests", "tests/lean-guests", "examples"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
+}
+
+/// Appends `/// {doc}` and `pub const {NAME}: &str = "{path}";` to `consts`.
+fn path_const(consts: &mut String, name: &str, doc: &str, path: &Path) {
+    writeln!(
+        consts,
+        "/// {doc}\npub const {}: &str = {:?};",
+        name.to_uppercase(),
+        path.display().to_string()
+    )
+    .unwrap();
 }

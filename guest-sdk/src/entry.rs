@@ -2,6 +2,8 @@
 //! entries; each is a plain function whose parameters are decoded from the spawn's
 //! arguments.
 
+use crate::prelude::*;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -33,7 +35,7 @@ impl<T: Serialize> EntryResult for Reply<T> {
     }
 }
 
-impl<T: EntryResult, E: std::fmt::Display> EntryResult for Result<T, E> {
+impl<T: EntryResult, E: core::fmt::Display> EntryResult for Result<T, E> {
     fn finish(self, caller: Option<(Pid, Ref)>) -> Option<ExitReason> {
         match self {
             Ok(value) => value.finish(caller),
@@ -85,6 +87,7 @@ entry_arity!(A, B, C, D, E, G);
 /// exit.
 #[doc(hidden)]
 pub fn run_entry<Args, F: Entry<Args>>(name: &str, f: F, args: &[u8]) {
+    #[cfg(feature = "std")]
     install_panic_hook();
     let (caller, args) = match split_call(args) {
         Some((caller, reference, args)) => (Some((caller, reference)), args),
@@ -111,7 +114,9 @@ pub fn unknown_entry(entry: &str, known: &[&str]) -> ! {
     )))
 }
 
-/// Prints the panic like Rust does, then ends the process with reason `panic`.
+/// Prints the panic like Rust does, then ends the process with reason `panic`. (Without
+/// `std`, the SDK's panic handler does the same, less the printing.)
+#[cfg(feature = "std")]
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let message = match info.payload().downcast_ref::<&str>() {
@@ -119,7 +124,7 @@ fn install_panic_hook() {
             None => info.payload().downcast_ref::<String>().cloned().unwrap_or_else(|| "panic".to_owned()),
         };
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("process {} panicked{at}: {message}", crate::process::self_pid());
+        std::eprintln!("process {} panicked{at}: {message}", crate::process::self_pid());
         crate::process::exit(ExitReason::Panic(format!("{message}{at}")));
     }));
 }

@@ -42,8 +42,34 @@
 //! - Entries: [`entries!`] exports the functions a spawn can name; their parameters are
 //!   decoded from the spawn's arguments (see [`codec`]).
 
+//!
+//! # Without std
+//! With `default-features = false` the SDK is `no_std` + `alloc`, and a `#![no_std]` guest
+//! is about a third the size of the same guest on std: faster to ship, compile and
+//! instantiate. The SDK then brings what std would: a panic handler (the process exits
+//! with reason `panic` and the message), a global allocator (dlmalloc) and `cabi_realloc`.
+//! Such a guest has no `println!` and no WASI; everything else here works the same.
+
+#![no_std]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+/// What std's prelude would bring, for the modules of this `no_std` crate.
+mod prelude {
+    pub(crate) use alloc::borrow::ToOwned;
+    pub(crate) use alloc::boxed::Box;
+    pub(crate) use alloc::format;
+    pub(crate) use alloc::string::{String, ToString};
+    pub(crate) use alloc::vec::Vec;
+}
+
 #[doc(hidden)]
 pub mod bindings;
+// First: its macro serves the modules below.
+#[macro_use]
+mod local;
 pub mod codec;
 mod entry;
 mod mailbox;
@@ -51,6 +77,8 @@ mod pid;
 mod process;
 mod reason;
 pub mod rpc;
+#[cfg(all(not(feature = "std"), target_family = "wasm"))]
+mod runtime;
 mod timer;
 
 pub use entry::{Entry, EntryResult};
@@ -71,6 +99,8 @@ pub use timer::{cancel_timer, send_after, sleep};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::entry::{run_entry, unknown_entry};
+    pub use alloc::string::String;
+    pub use alloc::vec::Vec;
 }
 
 /// Exports the entries of this module: each name is a function in scope, callable by a
@@ -88,11 +118,11 @@ macro_rules! entries {
         struct __SporeEntries;
 
         impl $crate::bindings::Guest for __SporeEntries {
-            fn entries() -> ::std::vec::Vec<::std::string::String> {
-                ::std::vec![$(::std::string::String::from(stringify!($name))),+]
+            fn entries() -> $crate::__private::Vec<$crate::__private::String> {
+                [$(stringify!($name)),+].into_iter().map($crate::__private::String::from).collect()
             }
 
-            fn start(entry: ::std::string::String, args: ::std::vec::Vec<u8>) {
+            fn start(entry: $crate::__private::String, args: $crate::__private::Vec<u8>) {
                 match entry.as_str() {
                     $(stringify!($name) => $crate::__private::run_entry(stringify!($name), $name, &args),)+
                     other => $crate::__private::unknown_entry(other, &[$(stringify!($name)),+]),

@@ -4,9 +4,11 @@
 //! stay queued, in order, for later receives (Erlang's selective receive). Exit signals
 //! (while trapping exits), down notices and node events are [`Signal`]s.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::time::Duration;
+use crate::prelude::*;
+
+use alloc::collections::VecDeque;
+use core::cell::RefCell;
+use core::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -31,8 +33,8 @@ pub enum SendError {
     Encode(CodecError),
 }
 
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::TooLarge(limit) => write!(f, "message over the limit of {limit} bytes"),
             Self::MailboxFull => f.write_str("mailbox full"),
@@ -43,7 +45,7 @@ impl std::fmt::Display for SendError {
     }
 }
 
-impl std::error::Error for SendError {}
+impl core::error::Error for SendError {}
 
 impl From<wit::SendError> for SendError {
     fn from(e: wit::SendError) -> Self {
@@ -130,9 +132,9 @@ impl Received {
     }
 }
 
-thread_local! {
+process_local! {
     /// Entries taken from the host mailbox that no receive has matched yet, oldest first.
-    static SAVED: RefCell<VecDeque<Received>> = const { RefCell::new(VecDeque::new()) };
+    static SAVED: RefCell<VecDeque<Received>> = RefCell::new(VecDeque::new());
 }
 
 /// Sends `msg` to `to`. Panics if the message cannot be sent (too large, mailbox full, name
@@ -288,7 +290,7 @@ type Handler<'a, R> = Box<dyn FnOnce() -> R + 'a>;
 ///
 /// ```no_run
 /// # use spore_guest::{Select, Signal};
-/// # use std::time::Duration;
+/// # use core::time::Duration;
 /// #[derive(serde::Deserialize)]
 /// struct Pong;
 /// let got_pong = Select::new()

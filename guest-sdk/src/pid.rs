@@ -3,9 +3,11 @@
 //! A pid is encoded in CBOR as tag [`PID_TAG`] over `[node-name, incarnation, index]`, so a
 //! pid received from anywhere can be used to reply or forwarded again (wit/MESSAGES.md).
 
-use std::cell::RefCell;
-use std::fmt;
-use std::rc::Rc;
+use crate::prelude::*;
+
+use alloc::rc::Rc;
+use core::cell::RefCell;
+use core::fmt;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -68,15 +70,14 @@ impl fmt::Display for Pid {
     }
 }
 
-thread_local! {
+process_local! {
     /// Node names this process has seen, both ways, so each costs one host call at most.
-    static NODES: RefCell<NodeNames> = RefCell::new(NodeNames::default());
+    static NODES: RefCell<NodeNames> = RefCell::new(NodeNames(Vec::new()));
 }
 
 /// A list, searched from the end: a process knows a handful of nodes, and a list costs a
 /// guest about 5 KB less code than two hash maps (hashbrown and SipHash); every guest pays
 /// for its code in compile time and data pages.
-#[derive(Default)]
 struct NodeNames(Vec<(u64, Rc<str>)>);
 
 impl NodeNames {

@@ -1,5 +1,7 @@
 //! Identity, spawning, links, monitors, exits and names.
 
+use crate::prelude::*;
+
 use serde::Serialize;
 
 use crate::bindings::spore::process::{
@@ -79,8 +81,8 @@ pub enum SpawnError {
     Encode(CodecError),
 }
 
-impl std::fmt::Display for SpawnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::UnknownEntry(m) | Self::InvalidModule(m) | Self::Limits(m) | Self::Quota(m) => {
                 f.write_str(m)
@@ -93,7 +95,7 @@ impl std::fmt::Display for SpawnError {
     }
 }
 
-impl std::error::Error for SpawnError {}
+impl core::error::Error for SpawnError {}
 
 impl From<wit::SpawnError> for SpawnError {
     fn from(e: wit::SpawnError) -> Self {
@@ -324,8 +326,8 @@ pub enum RegisterError {
     BadName,
 }
 
-impl std::fmt::Display for RegisterError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Taken(p) => write!(f, "name already registered by {p}"),
             Self::AlreadyNamed(n) => write!(f, "process already registered as `{n}`"),
@@ -335,7 +337,7 @@ impl std::fmt::Display for RegisterError {
     }
 }
 
-impl std::error::Error for RegisterError {}
+impl core::error::Error for RegisterError {}
 
 /// Registers this process as `name` on its node.
 pub fn register(name: &str) -> Result<(), RegisterError> {

@@ -1,6 +1,8 @@
 //! [`ExitReason`]: why a process ended.
 
-use std::fmt;
+use crate::prelude::*;
+
+use core::fmt;
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! for the call (as `erpc` does), and get back what it returns.
 //!
 //! ```no_run
-//! use std::time::Duration;
+//! use core::time::Duration;
 //! use spore_guest::{Module, Reply, rpc};
 //!
 //! fn double(n: u32) -> Reply<u32> {
@@ -24,7 +24,9 @@
 //! returning `()` or `Ok(())` answers null, one returning [`Reply`] answers its value. An
 //! entry that fails, panics or traps answers nothing, and the caller gets its exit reason.
 
-use std::time::Duration;
+use crate::prelude::*;
+
+use core::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
@@ -56,8 +58,8 @@ pub enum CallError {
     Decode(CodecError),
 }
 
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for CallError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Spawn(e) => write!(f, "call not started: {e}"),
             Self::Exited(reason) => write!(f, "the call's process exited: {reason}"),
@@ -67,7 +69,7 @@ impl std::fmt::Display for CallError {
     }
 }
 
-impl std::error::Error for CallError {}
+impl core::error::Error for CallError {}
 
 /// A call under way (Erlang's `erpc:send_request`); [`PendingCall::wait`] takes its answer.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! Sleeping, delayed messages, and timeouts (without needing the clock grant).
 
-use std::time::Duration;
+use core::time::Duration;
 
 use serde::Serialize;
 

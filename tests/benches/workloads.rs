@@ -286,10 +286,19 @@ const WORKLOADS: &[Workload] = &[
         n: 25,
         quick_n: 5,
         n_note: "n is K, the modules per repetition; spec K is 200, lowered so that one repetition \
-                 lasts 1-10 s here: each module is the 146 KB hello guest, which B compiles with \
-                 Cranelift in ~0.2 s",
+                 lasts about a second: the first module of a fresh B compiles every function \
+                 (~0.1 s). Each module is the lean hello guest (SDK without std, ~59 KB)",
         remote: true,
-        run: |b, n| b.rt.block_on(w5b(b.cluster()?, n)),
+        run: |b, n| b.rt.block_on(w5b(b.cluster()?, n, Guest::Lean)),
+    },
+    Workload {
+        id: "W5b-std",
+        keys: &["p50_us", "mean_us", "p99_us", "module_bytes"],
+        n: 25,
+        quick_n: 5,
+        n_note: "Spore only: W5b with the hello guest on the SDK with std (~97 KB), K as in W5b",
+        remote: true,
+        run: |b, n| b.rt.block_on(w5b(b.cluster()?, n, Guest::Std)),
     },
     Workload {
         id: "W7",
@@ -629,7 +638,17 @@ pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
     let bench = Bench { rt, cluster: Some(cluster) };
     let sched = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut lines = Vec::new();
-    for (id, n) in [("W2", 10), ("W3", 1_000), ("W3b", 10), ("W5", 10), ("W5b", 2), ("W7", 10), ("W6", 2)] {
+    let runs = [
+        ("W2", 10),
+        ("W3", 1_000),
+        ("W3b", 10),
+        ("W5", 10),
+        ("W5b", 2),
+        ("W5b-std", 2),
+        ("W7", 10),
+        ("W6", 2),
+    ];
+    for (id, n) in runs {
         let workload = WORKLOADS.iter().find(|w| w.id == id).context(id)?;
         let values = (workload.run)(&bench, n).with_context(|| format!("{id} smoke run"))?;
         lines.push(result_line(workload, n, 1, Pin::None.name(), sched, &[values]));
@@ -939,8 +958,8 @@ struct Cluster {
     mapper: u16,
     /// The bench guest's bytes (shipped to the nodes that lack it).
     bench_bytes: Bytes,
-    /// The hello guest's bytes, W5b's small SDK guest.
-    hello_bytes: Bytes,
+    /// The hello guest's bytes on the SDK without std (W5b) and with it (W5b-std).
+    hello_bytes: [Bytes; 2],
     /// The instance pool of each node A.
     a_max_processes: u32,
     /// W6's wrong-cookie attempts after the first.
@@ -960,8 +979,8 @@ impl Cluster {
         let scratch = Scratch(std::env::temp_dir().join(format!("spore-bench-{}", std::process::id())));
         let bench_bytes =
             Bytes::from(std::fs::read(guests::BENCH).with_context(|| guests::BENCH.to_owned())?);
-        let hello_bytes =
-            Bytes::from(std::fs::read(guests::HELLO).with_context(|| guests::HELLO.to_owned())?);
+        let read = |path: &str| std::fs::read(path).map(Bytes::from).with_context(|| path.to_owned());
+        let hello_bytes = [read(guests::LEAN_HELLO)?, read(guests::HELLO)?];
         let b = NodeProcess::start(&spore, pin, B_NAME, &cookie, mapper, &scratch.0.join("benchb"), true)?;
         eprintln!(
             "# node B: {B_NAME}, `{} node` (pid {}) on CPUs {}, --tick {TICK_SECS}, port mapper on {mapper}",
@@ -1382,12 +1401,20 @@ async fn w7(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
     Ok(vec![n as f64 / (total_us / 1e6), total_us / n as f64])
 }
 
+/// W5b's guest: hello on the SDK without std (tests/lean-guests/examples/lean_hello.rs) or
+/// with it (tests/guests/examples/hello.rs).
+#[derive(Clone, Copy)]
+enum Guest {
+    Lean = 0,
+    Std = 1,
+}
+
 /// W5b: a fresh peer with an empty disk cache, and `k` distinct modules it has never seen
-/// (the hello guest, tests/guests/examples/hello.rs, with a distinct custom section each);
+/// (a hello `guest` with a distinct custom section each);
 /// per module, timed from A's host
 /// side: ship + compile + first spawn + its hello. Returns p50_us, mean_us, p99_us and
 /// module_bytes.
-async fn w5b(cluster: &Cluster, k: u64) -> anyhow::Result<Vec<f64>> {
+async fn w5b(cluster: &Cluster, k: u64, guest: Guest) -> anyhow::Result<Vec<f64>> {
     let seq = next_seq();
     let name = format!("benchb5b{seq}@localhost");
     let peer = cluster.start_peer(&name, &cluster.cookie)?;
@@ -1398,7 +1425,7 @@ async fn w5b(cluster: &Cluster, k: u64) -> anyhow::Result<Vec<f64>> {
     let modules: Vec<(SpawnRequest, String, usize)> = (0..k)
         .map(|i| {
             let bytes = spore_tests::with_custom_section(
-                &cluster.hello_bytes,
+                &cluster.hello_bytes[guest as usize],
                 "spore-bench-w5b",
                 format!("{seq}/{i}").as_bytes(),
             );

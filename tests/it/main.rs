@@ -2,6 +2,7 @@
 
 mod bench_smoke;
 mod dist;
+mod lean;
 mod rpc;
 mod runtime;
 mod spawn;

@@ -1,7 +1,9 @@
 //! The CBOR reader: a serde `Deserializer` over a byte slice that borrows strings and byte
 //! strings from it and never allocates for definite-length items.
 
-use std::borrow::Cow;
+use crate::prelude::*;
+
+use alloc::borrow::Cow;
 
 use serde::de::{self, DeserializeSeed, Visitor};
 
@@ -239,7 +241,7 @@ impl<'de> Decoder<'de> {
             },
             major::BYTES => Item::Bytes(self.string(head)?),
             major::TEXT => Item::Text(match self.string(head)? {
-                Cow::Borrowed(bytes) => Cow::Borrowed(std::str::from_utf8(bytes).map_err(|_| not_utf8())?),
+                Cow::Borrowed(bytes) => Cow::Borrowed(core::str::from_utf8(bytes).map_err(|_| not_utf8())?),
                 Cow::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).map_err(|_| not_utf8())?),
             }),
             major::ARRAY => Item::Array(length(self)?),
@@ -306,12 +308,17 @@ fn f16_to_f32(half: u16) -> f32 {
     let exponent = i32::from((half >> 10) & 0x1f);
     let fraction = f32::from(half & 0x3ff);
     let magnitude = match exponent {
-        0 => fraction * 2f32.powi(-24),
+        0 => fraction * pow2(-24),
         31 if fraction == 0.0 => f32::INFINITY,
         31 => f32::NAN,
-        _ => (1.0 + fraction / 1024.0) * 2f32.powi(exponent - 15),
+        _ => (1.0 + fraction / 1024.0) * pow2(exponent - 15),
     };
     if half & 0x8000 != 0 { -magnitude } else { magnitude }
+}
+
+/// 2^`k`, exactly, for `k` in f32's normal range (core has no `powi`).
+fn pow2(k: i32) -> f32 {
+    f32::from_bits(((k + 127) as u32) << 23)
 }
 
 impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {

@@ -1,5 +1,7 @@
 //! The CBOR writer: a serde `Serializer` appending to a `Vec<u8>`.
 
+use crate::prelude::*;
+
 use serde::ser::{self, Serialize};
 
 use super::{CALL_MARKER, CodecError, PID_MARKER};

@@ -11,6 +11,8 @@
 //! command-line arguments as an array of text strings; when an entry's parameters are not
 //! all strings, each text is parsed into the parameter's type (`"3"` into a `u32`).
 
+use crate::prelude::*;
+
 mod decode;
 mod encode;
 #[cfg(test)]
@@ -30,22 +32,22 @@ pub(crate) const CALL_MARKER: &str = "\0spore:call";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecError(pub String);
 
-impl std::fmt::Display for CodecError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for CodecError {}
+impl core::error::Error for CodecError {}
 
 impl serde::ser::Error for CodecError {
-    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+    fn custom<T: core::fmt::Display>(msg: T) -> Self {
         CodecError(msg.to_string())
     }
 }
 
 impl serde::de::Error for CodecError {
-    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+    fn custom<T: core::fmt::Display>(msg: T) -> Self {
         CodecError(msg.to_string())
     }
 
@@ -94,9 +96,9 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// Largest buffer [`with_encoded`] keeps for the next message.
 const KEPT_BUFFER_BYTES: usize = 64 << 10;
 
-std::thread_local! {
+process_local! {
     /// The buffer messages are encoded into before a send (the host copies them out).
-    static SEND_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static SEND_BUFFER: core::cell::Cell<Vec<u8>> = core::cell::Cell::new(Vec::new());
 }
 
 /// Encodes `value` into a buffer reused from message to message and passes the bytes to
@@ -106,14 +108,14 @@ pub(crate) fn with_encoded<T: Serialize + ?Sized, R>(
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R, CodecError> {
     // Taken, not borrowed: encoding may (through a pid's node name) re-enter.
-    let mut buffer = SEND_BUFFER.take();
+    let mut buffer = SEND_BUFFER.with(core::cell::Cell::take);
     buffer.clear();
     let mut encoder = encode::Encoder::from_vec(buffer);
     let encoded = value.serialize(&mut encoder);
     let buffer = encoder.into_bytes();
     let result = encoded.map(|()| f(&buffer));
     if buffer.capacity() <= KEPT_BUFFER_BYTES {
-        SEND_BUFFER.set(buffer);
+        SEND_BUFFER.with(|kept| kept.set(buffer));
     }
     result
 }

@@ -45,6 +45,7 @@ fn texts_decode_borrowed_from_the_payload() {
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::vec;
 
 use proptest::prelude::*;
 use serde::de::DeserializeOwned;

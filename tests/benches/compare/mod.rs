@@ -27,6 +27,9 @@ pub const ERLANG_ONLY: &[&str] = &["W7b"];
 /// The Erlang harness, owned by this project (copied from shared/bench/erlang/).
 const RUN_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/erlang/run.sh");
 
+/// Workloads only Spore runs: W5b-std is W5b with the hello guest on the SDK with std.
+pub const SPORE_ONLY: &[&str] = &["W5b-std"];
+
 /// Erlang's N per workload in a `--quick` run: a repetition of a tenth of a second to about a
 /// second (W3b over TLS, ~215 MB/s), so that each run.sh takes well under a minute.
 const ERLANG_QUICK_N: &[(&str, u64)] = &[
@@ -101,6 +104,9 @@ pub fn run_erlang(run: &ErlangRun) -> anyhow::Result<ErlangOutput> {
     if run.ids.is_empty() {
         return Ok(output);
     }
+    if run.ids.iter().all(|id| SPORE_ONLY.contains(id)) {
+        return Ok(output);
+    }
     let erlang_only: Vec<&str> = run.ids.iter().copied().filter(|id| ERLANG_ONLY.contains(id)).collect();
     if !erlang_only.is_empty() {
         eprintln!(
@@ -137,8 +143,9 @@ fn bench_args(run: &ErlangRun, dist: Dist) -> String {
 fn run_sh(run: &ErlangRun, dist: Dist) -> anyhow::Result<(Vec<String>, Option<String>)> {
     let epmd_port = spore_tests::free_port();
     let args = bench_args(run, dist);
+    let ids: Vec<&str> = run.ids.iter().copied().filter(|id| !SPORE_ONLY.contains(id)).collect();
     let mut cmd = unpinned(Path::new(RUN_SH));
-    cmd.args(run.ids)
+    cmd.args(&ids)
         .env("DIST", dist.name())
         .env("PIN", run.pin.name())
         .env("EPMD_PORT", epmd_port.to_string())
@@ -149,7 +156,7 @@ fn run_sh(run: &ErlangRun, dist: Dist) -> anyhow::Result<(Vec<String>, Option<St
         "# erlang: DIST={} PIN={} EPMD_PORT={epmd_port} BENCH_ARGS=\"{args}\" {RUN_SH} {}",
         dist.name(),
         run.pin.name(),
-        run.ids.join(" ")
+        ids.join(" ")
     );
     let mut child = RunSh(cmd.spawn().with_context(|| format!("starting {RUN_SH}"))?);
     let stdout = child.0.stdout.take().context("run.sh stdout")?;

@@ -1,0 +1,51 @@
+//! What the SDK without std must still do: echo messages, allocate and free, panic with a
+//! reason, and fail with an error.
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use spore_guest::{Pid, receive, send};
+
+/// Sends every `(from, text)` it receives back to `from` as `(text, self())`, until `stop`.
+fn echo() {
+    loop {
+        let (from, text): (Pid, String) = receive();
+        if text == "stop" {
+            return;
+        }
+        send(from, &(text, Pid::me()));
+    }
+}
+
+/// Allocates `rounds` vectors of growing size, frees every other one, and sends `parent`
+/// the sum of what it kept: the allocator must reuse and grow memory correctly.
+fn churn(rounds: u32, parent: Pid) {
+    let mut kept: Vec<Vec<u32>> = Vec::new();
+    for i in 0..rounds {
+        let block: Vec<u32> = (0..i * 97).collect();
+        if i % 2 == 0 {
+            kept.push(block);
+        }
+    }
+    let sum: u64 = kept.iter().flatten().map(|&v| u64::from(v)).sum();
+    send(parent, &sum);
+}
+
+/// Panics with `message`.
+fn boom(message: String) {
+    panic!("{message}");
+}
+
+/// Ends with an error.
+fn fail() -> Result<(), String> {
+    Err(String::from("lean failure"))
+}
+
+/// Does nothing and ends normally.
+fn nop() {}
+
+spore_guest::entries!(echo, churn, boom, fail, nop);

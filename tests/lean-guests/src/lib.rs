@@ -1,0 +1,5 @@
+//! Guests on the SDK without std, one per scenario, in `examples/`: each is `#![no_std]`
+//! and built for `wasm32-wasip2` by the `spore-tests` build script, apart from the std
+//! guests (see Cargo.toml).
+
+#![no_std]
