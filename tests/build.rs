@@ -11,7 +11,7 @@ use std::path::Path;
 const SCENARIOS: &[&str] =
     &["echo", "crash", "spin", "limits", "names", "relay", "bench", "sink", "sandbox", "hello", "calls"];
 /// Guests on the SDK without std, in tests/lean-guests/examples.
-const LEAN: &[&str] = &["lean_hello", "lean_probe"];
+const LEAN: &[&str] = &["lean_hello", "lean_probe", "lean_bench"];
 /// Example crates the tests run, with the file each builds.
 const EXAMPLES: &[(&str, &str)] = &[("ping-pong", "ping_pong"), ("links", "links")];
 

@@ -8,7 +8,7 @@ use core::arch::wasm32;
 use core::cell::UnsafeCell;
 use core::panic::PanicInfo;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dlmalloc::Dlmalloc;
 
@@ -18,11 +18,11 @@ use crate::reason::ExitReason;
 #[global_allocator]
 static HEAP: Heap = Heap(UnsafeCell::new(heap()));
 
-/// dlmalloc asking the system for 4 KiB at a time, not 64 KiB, so that its first request
-/// fits the tail of the initial memory.
+/// dlmalloc asking the system for what it needs (not 64 KiB at a time): [`Memory`] rounds
+/// each piece to a 4 KiB boundary itself.
 const fn heap() -> Dlmalloc<Memory> {
     let mut heap = Dlmalloc::new_with_allocator(Memory);
-    assert!(heap.set_granularity(4 << 10));
+    assert!(heap.set_granularity(64));
     heap
 }
 
@@ -62,35 +62,40 @@ unsafe extern "C" {
     static __heap_base: u8;
 }
 
-/// Linear memory as dlmalloc's system: first the free tail of the memory the instance
-/// starts with (from `__heap_base`, ~58 KB in a small guest), then pages from
-/// `memory.grow`. Starting with the tail spares most processes any `memory.grow`, a call
-/// into the host that also costs a TLB flush when the instance's slot is reset: a node
-/// spawning processes that only decode their arguments went from 19k to 32k a second.
+/// Linear memory as dlmalloc's system: it hands out memory from `__heap_base` upwards, in
+/// pieces that end on a 4 KiB boundary, first from the free tail of the memory the instance
+/// starts with (~58 KB in a small guest), then growing the memory as needed. So a process
+/// touches only the pages it uses: dlmalloc marks the end of each piece, and a small
+/// process's first piece ends on the page its static data ends on. Most never call
+/// `memory.grow`, a call into the host that also costs a TLB flush when the instance's slot
+/// is reset. Nothing else in a guest without std grows the memory, so what lies above the
+/// last piece handed out is free.
 struct Memory;
 
-/// Whether the initial tail has been handed out.
-static TAIL_TAKEN: AtomicBool = AtomicBool::new(false);
+/// The end of what [`Memory`] has handed out, 0 before the first piece.
+static HANDED_OUT: AtomicUsize = AtomicUsize::new(0);
 
 /// Wasm's page size.
 const PAGE: usize = 64 << 10;
 
-// SAFETY: hands out regions of linear memory that nothing else uses: the tail above the
-// static data once, then fresh pages from `memory.grow`; none is ever returned.
+/// The host's page size: what a process's resident memory is counted in.
+const OS_PAGE: usize = 4 << 10;
+
+// SAFETY: hands out each byte of linear memory above the static data at most once, in
+// contiguous pieces, and never takes any back.
 unsafe impl dlmalloc::Allocator for Memory {
     fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
-        if !TAIL_TAKEN.swap(true, Ordering::Relaxed) {
-            let base = ptr::addr_of!(__heap_base) as usize;
-            let end = wasm32::memory_size(0) * PAGE;
-            if end > base && end - base >= size {
-                return (base as *mut u8, end - base, 0);
-            }
+        let start = match HANDED_OUT.load(Ordering::Relaxed) {
+            0 => ptr::addr_of!(__heap_base) as usize,
+            end => end,
+        };
+        let end = (start + size).next_multiple_of(OS_PAGE);
+        let free = (wasm32::memory_size(0) * PAGE).saturating_sub(start);
+        if free < end - start && wasm32::memory_grow(0, (end - start - free).div_ceil(PAGE)) == usize::MAX {
+            return (ptr::null_mut(), 0, 0);
         }
-        let pages = size.div_ceil(PAGE);
-        match wasm32::memory_grow(0, pages) {
-            usize::MAX => (ptr::null_mut(), 0, 0),
-            first => ((first * PAGE) as *mut u8, pages * PAGE, 0),
-        }
+        HANDED_OUT.store(end, Ordering::Relaxed);
+        (start as *mut u8, end - start, 0)
     }
 
     fn remap(&self, _ptr: *mut u8, _old: usize, _new: usize, _can_move: bool) -> *mut u8 {

@@ -54,7 +54,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -208,6 +208,10 @@ struct Workload {
     run: fn(&Bench, u64) -> anyhow::Result<Vec<f64>>,
 }
 
+/// W4b's values (see [`w4b`]).
+const W4B_KEYS: &[&str] =
+    &["spawns_per_s", "bytes_per_proc", "rss_bytes_per_proc", "spawn_calls_per_s", "heap_bytes_per_proc"];
+
 /// The workloads, in the order they run.
 const WORKLOADS: &[Workload] = &[
     Workload {
@@ -251,25 +255,39 @@ const WORKLOADS: &[Workload] = &[
         keys: &["spawns_per_s", "mean_us"],
         n: 100_000,
         quick_n: 20_000,
-        n_note: "spec N is 2000000; lowered so that one repetition lasts 1-10 s here",
+        n_note: "spec N is 2000000; lowered so that one repetition lasts 1-10 s here. The \
+                 processes are the lean bench guest's (SDK without std)",
         remote: false,
-        run: |b, n| b.rt.block_on(w4a(n)),
+        run: |b, n| b.rt.block_on(w4a(n, Guest::Lean)),
+    },
+    Workload {
+        id: "W4a-std",
+        keys: &["spawns_per_s", "mean_us"],
+        n: 100_000,
+        quick_n: 20_000,
+        n_note: "Spore only: W4a with the bench guest on the SDK with std",
+        remote: false,
+        run: |b, n| b.rt.block_on(w4a(n, Guest::Std)),
     },
     Workload {
         id: "W4b",
-        keys: &[
-            "spawns_per_s",
-            "bytes_per_proc",
-            "rss_bytes_per_proc",
-            "spawn_calls_per_s",
-            "heap_bytes_per_proc",
-        ],
+        keys: W4B_KEYS,
         n: 10_000,
         quick_n: 2_000,
         n_note: "spec N is 100000; each live instance costs about four kernel memory mappings, so \
-                 vm.max_map_count caps live processes near max_map_count / 4",
+                 vm.max_map_count caps live processes near max_map_count / 4. The processes are \
+                 the lean bench guest's (SDK without std)",
         remote: false,
-        run: |b, n| b.rt.block_on(w4b(n)),
+        run: |b, n| b.rt.block_on(w4b(n, Guest::Lean)),
+    },
+    Workload {
+        id: "W4b-std",
+        keys: W4B_KEYS,
+        n: 10_000,
+        quick_n: 2_000,
+        n_note: "Spore only: W4b with the bench guest on the SDK with std",
+        remote: false,
+        run: |b, n| b.rt.block_on(w4b(n, Guest::Std)),
     },
     Workload {
         id: "W5",
@@ -597,7 +615,7 @@ fn run_spore(options: &Options) -> anyhow::Result<Vec<String>> {
         let mut line = result_line(workload, n, options.reps, pin, sched, &samples);
         line.push_str(&non_defaults().replace(',', ""));
         // Only W4b keeps more than a few processes alive at once.
-        if workload.id == "W4b" && max_processes(n + 1) != DEFAULT_MAX_PROCESSES {
+        if workload.id.starts_with("W4b") && max_processes(n + 1) != DEFAULT_MAX_PROCESSES {
             line.push_str(&format!(" max_processes={}", max_processes(n + 1)));
         }
         println!("{line}");
@@ -625,8 +643,8 @@ impl Bench {
     }
 }
 
-/// A smoke run of the remote workloads, for tests/it/bench_smoke.rs: node B from `spore`,
-/// unpinned, node A with a small instance pool (it shares the test process with other
+/// A smoke run of every workload, for tests/it/bench_smoke.rs: node B from `spore`,
+/// unpinned, the nodes here with small instance pools (they share the test process with other
 /// nodes), tiny N, one repetition each and no floor. The workloads check their counts; nothing
 /// about time is checked. Returns the result lines.
 #[allow(dead_code, reason = "used by tests/it/bench_smoke.rs, which includes this file")]
@@ -638,7 +656,13 @@ pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
     let bench = Bench { rt, cluster: Some(cluster) };
     let sched = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut lines = Vec::new();
+    POOL_FLOOR.store(64, Ordering::Relaxed);
     let runs = [
+        ("W1", 100),
+        ("W4a", 100),
+        ("W4a-std", 100),
+        ("W4b", 20),
+        ("W4b-std", 20),
         ("W2", 10),
         ("W3", 1_000),
         ("W3b", 10),
@@ -793,8 +817,12 @@ fn map_count_note(id: &str) -> String {
 /// (W4b with a large `--n`), which is then a non-default setting printed with the results.
 fn max_processes(processes: u64) -> u32 {
     let needed = u32::try_from(processes.saturating_add(16)).unwrap_or(u32::MAX);
-    needed.max(DEFAULT_MAX_PROCESSES)
+    needed.max(POOL_FLOOR.load(Ordering::Relaxed))
 }
+
+/// The smallest instance pool of a local workload's node: the node default, but 64 in the
+/// smoke run, whose nodes share the test process's address space.
+static POOL_FLOOR: AtomicU32 = AtomicU32::new(DEFAULT_MAX_PROCESSES);
 
 /// Starts a node, retrying for a while when its instance pool cannot be reserved: the pool of
 /// the previous repetition's node (tens of TiB of address space with the default 4 GiB
@@ -1095,6 +1123,12 @@ impl Rep {
     /// Starts a node with room for at least `processes` guests and loads the bench guest
     /// (untimed).
     async fn start(processes: u64) -> anyhow::Result<Self> {
+        Self::start_with(processes, Guest::Std).await
+    }
+
+    /// [`Rep::start`] with the bench guest built on `guest`'s SDK (W4a and W4b only: the
+    /// lean bench guest has no other drivers).
+    async fn start_with(processes: u64, guest: Guest) -> anyhow::Result<Self> {
         let config = NodeConfig {
             name: "bench@localhost".to_owned(),
             max_processes: max_processes(processes),
@@ -1103,7 +1137,7 @@ impl Rep {
             copy_on_write: copy_on_write(),
             ..NodeConfig::default()
         };
-        Self::with_node(start_node(config)?).await
+        Self::with_node_and(start_node(config)?, guest.bench()).await
     }
 
     /// A fresh node A of `cluster`, with the bench guest loaded (untimed).
@@ -1113,8 +1147,12 @@ impl Rep {
 
     /// Loads the bench guest on `node` and makes the host process.
     async fn with_node(node: Node) -> anyhow::Result<Self> {
-        let module =
-            node.load_file(guests::BENCH).await.with_context(|| format!("loading {}", guests::BENCH))?;
+        Self::with_node_and(node, guests::BENCH).await
+    }
+
+    /// Loads the bench guest at `path` on `node` and makes the host process.
+    async fn with_node_and(node: Node, path: &str) -> anyhow::Result<Self> {
+        let module = node.load_file(path).await.with_context(|| format!("loading {path}"))?;
         let me = node.host_process();
         Ok(Rep { me, module, node, ended: RefCell::new(Vec::new()) })
     }
@@ -1259,8 +1297,8 @@ async fn w1(n: u64) -> anyhow::Result<Vec<f64>> {
 
 /// W4a: `n` spawns of processes that end at once, timed until the process count is back to
 /// its value before the run. Returns spawns_per_s and mean_us.
-async fn w4a(n: u64) -> anyhow::Result<Vec<f64>> {
-    let rep = Rep::start(1).await?;
+async fn w4a(n: u64, guest: Guest) -> anyhow::Result<Vec<f64>> {
+    let rep = Rep::start_with(1, guest).await?;
     let driver = rep.driver("w4a", vec![int(n)], false).await?;
     let base = rep.node.process_count();
     let started = Instant::now();
@@ -1281,8 +1319,8 @@ async fn w4a(n: u64) -> anyhow::Result<Vec<f64>> {
 /// before the children have been instantiated: the point where Erlang's spawn returns), and
 /// heap_bytes_per_proc (host heap the processes hold, part of which the RSS difference misses
 /// when it reuses pages freed earlier; see [`heap`]).
-async fn w4b(n: u64) -> anyhow::Result<Vec<f64>> {
-    let rep = Rep::start(n + 1).await?;
+async fn w4b(n: u64, guest: Guest) -> anyhow::Result<Vec<f64>> {
+    let rep = Rep::start_with(n + 1, guest).await?;
     let driver = rep.driver("w4b", vec![int(n)], false).await?;
     let base = rep.node.process_count();
     let memory_before = rep.process_memory();
@@ -1401,12 +1439,22 @@ async fn w7(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
     Ok(vec![n as f64 / (total_us / 1e6), total_us / n as f64])
 }
 
-/// W5b's guest: hello on the SDK without std (tests/lean-guests/examples/lean_hello.rs) or
-/// with it (tests/guests/examples/hello.rs).
+/// The SDK build of a workload's guest: without std (tests/lean-guests) or with it
+/// (tests/guests).
 #[derive(Clone, Copy)]
 enum Guest {
     Lean = 0,
     Std = 1,
+}
+
+impl Guest {
+    /// The bench guest on this build (the lean one has the W4a and W4b drivers only).
+    fn bench(self) -> &'static str {
+        match self {
+            Guest::Lean => guests::LEAN_BENCH,
+            Guest::Std => guests::BENCH,
+        }
+    }
 }
 
 /// W5b: a fresh peer with an empty disk cache, and `k` distinct modules it has never seen

@@ -27,8 +27,8 @@ pub const ERLANG_ONLY: &[&str] = &["W7b"];
 /// The Erlang harness, owned by this project (copied from shared/bench/erlang/).
 const RUN_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/erlang/run.sh");
 
-/// Workloads only Spore runs: W5b-std is W5b with the hello guest on the SDK with std.
-pub const SPORE_ONLY: &[&str] = &["W5b-std"];
+/// Workloads only Spore runs: W4a, W4b and W5b again with their guests on the SDK with std.
+pub const SPORE_ONLY: &[&str] = &["W4a-std", "W4b-std", "W5b-std"];
 
 /// Erlang's N per workload in a `--quick` run: a repetition of a tenth of a second to about a
 /// second (W3b over TLS, ~215 MB/s), so that each run.sh takes well under a minute.

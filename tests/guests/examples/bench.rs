@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use serde::de::{self, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use spore_guest::{
-    Module, Pid, Received, SpawnError, receive, receive_any, register, rpc, send, send_named, sleep, spawn,
-    spawn_on,
+    Module, Pid, Received, receive, receive_any, register, rpc, send, send_named, spawn, spawn_on,
 };
+use spore_lean_guests::w4::{idle, nop, ready_then_wait_for_go, w4a, w4b};
 
 /// The payload of W1, W2 and W3: 64 bytes (W3b: 65,536), encoded as a CBOR byte string (a
 /// plain `Vec<u8>` would be an array of integers).
@@ -81,13 +81,6 @@ impl<'de> Deserialize<'de> for Bytes<'de> {
     }
 }
 
-/// Tells `reply_to` this driver is ready and waits for its `"go"`.
-fn ready_then_wait_for_go(reply_to: Pid) {
-    send(reply_to, "ready");
-    let go: String = receive();
-    assert_eq!(go, "go", "expected go");
-}
-
 /// One W1 round trip: `("ping", me, payload)` to `pong`, then waits for `("pong", payload)`.
 fn round_trip(pong: Pid, me: Pid, payload: &Payload) {
     send(pong, &("ping", me, payload));
@@ -121,60 +114,6 @@ fn pong() {
             return;
         }
     }
-}
-
-/// W4a driver: after the host's go spawns `n` processes of `nop`, one after another, then
-/// sends `("done", waits)` to `reply_to` and waits for `"stop"` (so that it stays counted
-/// while the host waits for the children to end). `waits` counts the 1 ms pauses taken when
-/// the node's process pool was full (a spawn refused with a quota error is retried).
-fn w4a(n: u64, reply_to: Pid) {
-    ready_then_wait_for_go(reply_to);
-    let mut waits: u64 = 0;
-    for _ in 0..n {
-        loop {
-            match spawn("nop", &()) {
-                Ok(_) => break,
-                Err(SpawnError::Quota(_)) => {
-                    waits += 1;
-                    sleep(Duration::from_millis(1));
-                }
-                Err(e) => panic!("spawn nop: {e}"),
-            }
-        }
-    }
-    send(reply_to, &("done", waits));
-    let _stop: String = receive();
-}
-
-/// Does nothing and ends normally.
-fn nop() {}
-
-/// W4b driver: after the host's go spawns `n` processes of `idle`, sends `("spawned", n)`
-/// to `reply_to` when the spawn calls have returned and `("done", n)` when every child has
-/// said it is up (so all are instantiated and about to block in `receive`). Then waits for
-/// `"stop"` from the host, forwards it to every child, and ends.
-fn w4b(n: u64, reply_to: Pid) {
-    ready_then_wait_for_go(reply_to);
-    let me = Pid::me();
-    let children: Vec<Pid> =
-        (0..n).map(|_| spawn("idle", &(me,)).expect("spawn idle (is max_processes > n?)")).collect();
-    send(reply_to, &("spawned", n));
-    for _ in 0..n {
-        let up: String = receive();
-        assert_eq!(up, "up", "expected up");
-    }
-    send(reply_to, &("done", n));
-    let stop: String = receive();
-    assert_eq!(stop, "stop", "expected stop");
-    for child in children {
-        send(child, "stop");
-    }
-}
-
-/// Tells `parent` it is up, then blocks in `receive` until `"stop"`.
-fn idle(parent: Pid) {
-    send(parent, "up");
-    let _stop: String = receive();
 }
 
 /// Nanoseconds in `d`, saturated.

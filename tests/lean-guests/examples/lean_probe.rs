@@ -21,8 +21,9 @@ fn echo() {
     }
 }
 
-/// Allocates `rounds` vectors of growing size, frees every other one, and sends `parent`
-/// the sum of what it kept: the allocator must reuse and grow memory correctly.
+/// Allocates `rounds` vectors of growing size, frees every other one, adds one of 4 MiB,
+/// and sends `parent` the sum of what it kept: the allocator must reuse and grow memory
+/// correctly, past the initial memory and in pieces larger than a wasm page.
 fn churn(rounds: u32, parent: Pid) {
     let mut kept: Vec<Vec<u32>> = Vec::new();
     for i in 0..rounds {
@@ -31,6 +32,7 @@ fn churn(rounds: u32, parent: Pid) {
             kept.push(block);
         }
     }
+    kept.push((0..1 << 20).collect());
     let sum: u64 = kept.iter().flatten().map(|&v| u64::from(v)).sum();
     send(parent, &sum);
 }
