@@ -93,13 +93,16 @@ pub fn run_entry<Args, F: Entry<Args>>(name: &str, f: F, args: &[u8]) {
         Some((caller, reference, args)) => (Some((caller, reference)), args),
         None => (None, args),
     };
-    match f.run(args, caller) {
-        None => {}
-        Some(ExitReason::Error(e)) if e.starts_with(BAD_ARGUMENTS) => crate::process::exit(
-            ExitReason::Error(format!("{BAD_ARGUMENTS} for entry `{name}`{}", &e[BAD_ARGUMENTS.len()..])),
-        ),
-        Some(reason) => crate::process::exit(reason),
-    }
+    let reason = match f.run(args, caller) {
+        None => return,
+        // `strip_prefix`, not slicing: a slice of a `str` brings ~4 KB of panic formatting.
+        Some(ExitReason::Error(e)) => match e.strip_prefix(BAD_ARGUMENTS) {
+            Some(rest) => ExitReason::Error(format!("{BAD_ARGUMENTS} for entry `{name}`{rest}")),
+            None => ExitReason::Error(e),
+        },
+        Some(reason) => reason,
+    };
+    crate::process::exit(reason)
 }
 
 /// How argument errors start.
