@@ -104,6 +104,8 @@ pub(crate) struct CodeCache {
     /// Distinguishes artifacts of differently configured engines in the disk cache.
     engine_key: String,
     max_bytes: u64,
+    /// What the disk cache holds, for eviction.
+    disk: Arc<DiskUsage>,
 }
 
 impl CodeCache {
@@ -132,6 +134,7 @@ impl CodeCache {
             from_disk: AtomicU64::new(0),
             engine_key,
             max_bytes: config.max_module_bytes,
+            disk: Arc::new(DiskUsage::new(DISK_CACHE_BYTES)),
         }
     }
 
@@ -156,10 +159,11 @@ impl CodeCache {
             let dir = self.dir.clone();
             let artifact = dir.as_ref().map(|d| d.join(format!("{id}-{}.cwasm", self.engine_key)));
             let source = bytes.clone();
+            let disk = Arc::clone(&self.disk);
             let (component, cached) = tokio::task::spawn_blocking(move || {
-                let compiled = compile(&engine, &source, artifact.as_deref());
+                let compiled = compile(&engine, &source, artifact.as_deref(), &disk);
                 if let (Ok(_), Some(dir)) = (&compiled, &dir) {
-                    keep_bytes(dir, id, &source);
+                    keep_bytes(dir, id, &source, &disk);
                 }
                 compiled
             })
@@ -196,19 +200,50 @@ impl CodeCache {
 }
 
 /// Keeps a module's bytes on disk (once), then trims the cache to its size limit.
-fn keep_bytes(dir: &Path, id: ModuleId, bytes: &[u8]) {
+fn keep_bytes(dir: &Path, id: ModuleId, bytes: &[u8], disk: &DiskUsage) {
     let path = dir.join(format!("{id}.wasm"));
-    if !path.exists()
-        && let Err(e) = write_atomically(&path, bytes)
-    {
-        tracing::warn!(path = %path.display(), "cannot cache module bytes: {e}");
+    if !path.exists() {
+        match write_atomically(&path, bytes) {
+            Ok(()) => disk.add(dir, bytes.len() as u64),
+            Err(e) => tracing::warn!(path = %path.display(), "cannot cache module bytes: {e}"),
+        }
     }
-    evict(dir, DISK_CACHE_BYTES);
 }
 
-/// Deletes the least recently used files of `dir` until it holds at most `max` bytes.
-fn evict(dir: &Path, max: u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+/// The bytes of the disk cache, as this node counts them: listed once, then grown by what
+/// it writes. Only when the count passes the limit is the directory listed again and the
+/// least recently used files deleted, so that a new module does not cost a `stat` of every
+/// file in the cache. (Nodes sharing a directory each count their own writes; the listing
+/// corrects the count.)
+struct DiskUsage {
+    /// The most the cache may hold.
+    limit: u64,
+    /// The count, `None` until the first write lists the directory.
+    total: Mutex<Option<u64>>,
+}
+
+impl DiskUsage {
+    /// A count not yet taken, for a cache of at most `limit` bytes.
+    fn new(limit: u64) -> Self {
+        Self { limit, total: Mutex::new(None) }
+    }
+
+    /// Counts `written` more bytes in `dir` (already written there), evicting down to the
+    /// limit when the count passes it.
+    fn add(&self, dir: &Path, written: u64) {
+        let mut total = self.total.lock();
+        let counted = match *total {
+            Some(t) => t + written,
+            None => evict(dir, self.limit),
+        };
+        *total = Some(if counted > self.limit { evict(dir, self.limit) } else { counted });
+    }
+}
+
+/// Deletes the least recently used files of `dir` until it holds at most `max` bytes, and
+/// returns how many it holds.
+fn evict(dir: &Path, max: u64) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter_map(|e| {
@@ -221,7 +256,7 @@ fn evict(dir: &Path, max: u64) {
         .collect();
     let mut total: u64 = files.iter().map(|f| f.1).sum();
     if total <= max {
-        return;
+        return total;
     }
     files.sort();
     for (_, len, path) in files {
@@ -232,6 +267,7 @@ fn evict(dir: &Path, max: u64) {
             total -= len;
         }
     }
+    total
 }
 
 /// Marks a cache file as just used, for eviction.
@@ -257,12 +293,19 @@ fn check_header(bytes: &[u8], max: u64) -> Result<(), LoadError> {
 }
 
 /// Compiles `bytes`, going through the on-disk artifact at `artifact` when there is one;
-/// true when the artifact was used.
-fn compile(engine: &Engine, bytes: &[u8], artifact: Option<&Path>) -> Result<(Component, bool), LoadError> {
+/// true when the artifact was used. A new artifact is written after the compile, from the
+/// compiled component (not compiled to bytes and loaded back, which copies and parses it
+/// once more on the way to the first spawn).
+fn compile(
+    engine: &Engine,
+    bytes: &[u8],
+    artifact: Option<&Path>,
+    disk: &DiskUsage,
+) -> Result<(Component, bool), LoadError> {
     if let Some(path) = artifact
         && path.exists()
     {
-        // SAFETY: the file was written by `precompile_component` of an engine with the same
+        // SAFETY: the file was written by `Component::serialize` of an engine with the same
         // compatibility hash (it is in the file name); wasmtime checks the header again.
         match unsafe { Component::deserialize_file(engine, path) } {
             Ok(c) => {
@@ -272,18 +315,18 @@ fn compile(engine: &Engine, bytes: &[u8], artifact: Option<&Path>) -> Result<(Co
             Err(e) => tracing::warn!(path = %path.display(), "ignoring cached artifact: {e:#}"),
         }
     }
-    let Some(path) = artifact else {
-        return Component::new(engine, bytes)
-            .map(|c| (c, false))
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")));
-    };
-    let serialized = engine.precompile_component(bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-    if let Err(e) = write_atomically(path, &serialized) {
-        tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}");
+    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+    if let Some(path) = artifact {
+        let written = component.serialize().map_err(std::io::Error::other).and_then(|serialized| {
+            write_atomically(path, &serialized)?;
+            Ok(serialized.len() as u64)
+        });
+        match written {
+            Ok(n) => disk.add(path.parent().unwrap_or(Path::new(".")), n),
+            Err(e) => tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}"),
+        }
     }
-    // SAFETY: `serialized` was just produced by this engine.
-    let component = unsafe { Component::deserialize(engine, &serialized) };
-    component.map(|c| (c, false)).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    Ok((component, false))
 }
 
 /// Writes through a temporary file and a rename, so that concurrent nodes sharing the cache
@@ -347,9 +390,16 @@ mod tests {
             f.set_modified(old + Duration::from_secs(60 * (10 - age))).unwrap();
         }
         touch(&dir.join("a"));
-        evict(&dir, 200);
-        let left: Vec<bool> = ["a", "b", "c"].iter().map(|n| dir.join(n).exists()).collect();
-        assert_eq!(left, [true, false, true], "b was the least recently used");
+        // The first write lists the directory: 300 bytes, within 300.
+        let usage = DiskUsage::new(300);
+        usage.add(&dir, 100);
+        let left = |names: &[&str]| names.iter().map(|n| dir.join(n).exists()).collect::<Vec<bool>>();
+        assert_eq!(left(&["a", "b", "c"]), [true, true, true]);
+        // Counted past the limit: listed again, and the least recently used go.
+        std::fs::write(dir.join("d"), [0u8; 100]).unwrap();
+        usage.add(&dir, 100);
+        assert_eq!(left(&["a", "b", "c", "d"]), [true, false, true, true], "b was the least recently used");
+        assert_eq!(*usage.total.lock(), Some(300));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
