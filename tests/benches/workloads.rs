@@ -305,7 +305,7 @@ const WORKLOADS: &[Workload] = &[
         quick_n: 5,
         n_note: "n is K, the modules per repetition; spec K is 200, lowered so that one repetition \
                  lasts about a second: the first module of a fresh B compiles every function \
-                 (~0.1 s). Each module is the lean hello guest (SDK without std, ~59 KB)",
+                 (~0.1 s). Each module is the lean hello guest (SDK without std, ~51 KB)",
         remote: true,
         run: |b, n| b.rt.block_on(w5b(b.cluster()?, n, Guest::Lean)),
     },
@@ -314,7 +314,7 @@ const WORKLOADS: &[Workload] = &[
         keys: &["p50_us", "mean_us", "p99_us", "module_bytes"],
         n: 25,
         quick_n: 5,
-        n_note: "Spore only: W5b with the hello guest on the SDK with std (~97 KB), K as in W5b",
+        n_note: "Spore only: W5b with the hello guest on the SDK with std (~89 KB), K as in W5b",
         remote: true,
         run: |b, n| b.rt.block_on(w5b(b.cluster()?, n, Guest::Std)),
     },

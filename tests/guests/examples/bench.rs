@@ -1,7 +1,8 @@
 //! Bench: the guest side of the benchmark workloads (`cargo bench --bench workloads`,
 //! shared/bench/WORKLOADS.md): W1 ping-pong, W4a spawns of processes that exit at once, W4b
 //! spawns of processes that stay alive; and, across two nodes, W2 remote ping-pong, W3/W3b
-//! remote throughput, W5 remote spawn and W7 calls (W5b ships the hello guest).
+//! remote throughput, W5 remote spawn and W7 calls (W5b ships the hello guests). W4a and W4b
+//! run the drivers of `spore_lean_guests::w4`, which the lean bench guest runs too.
 //!
 //! Each driver entry (`w1`, `w4a`, `w4b`, `w2`, `w3`, `w5`) prepares what is untimed, sends
 //! `"ready"` to the host process `reply_to`, waits for `"go"`, runs the workload, and reports

@@ -1,5 +1,6 @@
-//! Hello: the smallest useful SDK guest, shipped by the W5b benchmark (code shipping): its
-//! one entry sends `(module id, self(), "hello")` to the pid it is given and ends.
+//! Hello: the smallest useful SDK guest on std, shipped by W5b-std (code shipping; W5b ships
+//! its twin without std, tests/lean-guests/examples/lean_hello.rs). Its one entry sends
+//! `(module id, self(), "hello")` to the pid it is given and ends.
 
 use spore_guest::{Pid, module_id, send};
 
