@@ -89,7 +89,9 @@ unsafe impl dlmalloc::Allocator for Memory {
             0 => ptr::addr_of!(__heap_base) as usize,
             end => end,
         };
-        let end = (start + size).next_multiple_of(OS_PAGE);
+        let Some(end) = start.checked_add(size).and_then(|e| e.checked_next_multiple_of(OS_PAGE)) else {
+            return (ptr::null_mut(), 0, 0);
+        };
         let free = (wasm32::memory_size(0) * PAGE).saturating_sub(start);
         if free < end - start && wasm32::memory_grow(0, (end - start - free).div_ceil(PAGE)) == usize::MAX {
             return (ptr::null_mut(), 0, 0);

@@ -199,7 +199,7 @@ impl CodeCache {
     }
 }
 
-/// Keeps a module's bytes on disk (once), then trims the cache to its size limit.
+/// Keeps a module's bytes on disk (once), counting them toward the cache's size limit.
 fn keep_bytes(dir: &Path, id: ModuleId, bytes: &[u8], disk: &DiskUsage) {
     let path = dir.join(format!("{id}.wasm"));
     if !path.exists() {

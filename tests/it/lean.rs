@@ -23,7 +23,7 @@ async fn a_guest_without_std_is_smaller_and_says_hello() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_guest_without_std_receives_allocates_and_ends_with_its_reasons() -> anyhow::Result<()> {
+async fn a_guest_without_std_receives_allocates_and_ends_with_its_reasons_and_limits() -> anyhow::Result<()> {
     let node = node("leanprobe@localhost");
     let module = load(&node, guests::LEAN_PROBE).await?;
     let me = node.host_process();
@@ -55,6 +55,10 @@ async fn a_guest_without_std_receives_allocates_and_ends_with_its_reasons() -> a
     let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "fail"))?;
     let reason = down_reason(next_signal(&me).await?, monitor)?;
     ensure!(reason == ExitReason::Error("lean failure".into()), "{reason}");
+
+    let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "oom"))?;
+    let reason = down_reason(next_signal(&me).await?, monitor)?;
+    ensure!(matches!(&reason, ExitReason::Limit(m) if m.starts_with("memory limit of")), "{reason}");
     Ok(())
 }
 

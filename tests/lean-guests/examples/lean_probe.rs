@@ -1,5 +1,5 @@
 //! What the SDK without std must still do: echo messages, allocate and free, panic with a
-//! reason, and fail with an error.
+//! reason, fail with an error, and end at its memory limit.
 
 #![no_std]
 
@@ -50,4 +50,12 @@ fn fail() -> Result<(), String> {
 /// Does nothing and ends normally.
 fn nop() {}
 
-spore_guest::entries!(echo, churn, boom, fail, nop);
+/// Allocates 1 MiB blocks until the memory limit ends it.
+fn oom() {
+    let mut hog: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hog.push(alloc::vec![7u8; 1 << 20]);
+    }
+}
+
+spore_guest::entries!(echo, churn, boom, fail, nop, oom);
