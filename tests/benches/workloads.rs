@@ -986,8 +986,10 @@ struct Cluster {
     mapper: u16,
     /// The bench guest's bytes (shipped to the nodes that lack it).
     bench_bytes: Bytes,
-    /// The hello guest's bytes on the SDK without std (W5b) and with it (W5b-std).
-    hello_bytes: [Bytes; 2],
+    /// The hello guest's bytes on the SDK without std (W5b).
+    lean_hello_bytes: Bytes,
+    /// The hello guest's bytes on the SDK with std (W5b-std).
+    hello_bytes: Bytes,
     /// The instance pool of each node A.
     a_max_processes: u32,
     /// W6's wrong-cookie attempts after the first.
@@ -1008,7 +1010,7 @@ impl Cluster {
         let bench_bytes =
             Bytes::from(std::fs::read(guests::BENCH).with_context(|| guests::BENCH.to_owned())?);
         let read = |path: &str| std::fs::read(path).map(Bytes::from).with_context(|| path.to_owned());
-        let hello_bytes = [read(guests::LEAN_HELLO)?, read(guests::HELLO)?];
+        let (lean_hello_bytes, hello_bytes) = (read(guests::LEAN_HELLO)?, read(guests::HELLO)?);
         let b = NodeProcess::start(&spore, pin, B_NAME, &cookie, mapper, &scratch.0.join("benchb"), true)?;
         eprintln!(
             "# node B: {B_NAME}, `{} node` (pid {}) on CPUs {}, --tick {TICK_SECS}, port mapper on {mapper}",
@@ -1022,6 +1024,7 @@ impl Cluster {
             cookie,
             mapper,
             bench_bytes,
+            lean_hello_bytes,
             hello_bytes,
             a_max_processes: DEFAULT_MAX_PROCESSES,
             rejects: W6_REJECTS,
@@ -1443,8 +1446,8 @@ async fn w7(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
 /// (tests/guests).
 #[derive(Clone, Copy)]
 enum Guest {
-    Lean = 0,
-    Std = 1,
+    Lean,
+    Std,
 }
 
 impl Guest {
@@ -1473,7 +1476,10 @@ async fn w5b(cluster: &Cluster, k: u64, guest: Guest) -> anyhow::Result<Vec<f64>
     let modules: Vec<(SpawnRequest, String, usize)> = (0..k)
         .map(|i| {
             let bytes = spore_tests::with_custom_section(
-                &cluster.hello_bytes[guest as usize],
+                match guest {
+                    Guest::Lean => &cluster.lean_hello_bytes,
+                    Guest::Std => &cluster.hello_bytes,
+                },
                 "spore-bench-w5b",
                 format!("{seq}/{i}").as_bytes(),
             );

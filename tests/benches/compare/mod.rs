@@ -101,13 +101,11 @@ pub struct ErlangOutput {
 /// is missing.
 pub fn run_erlang(run: &ErlangRun) -> anyhow::Result<ErlangOutput> {
     let mut output = ErlangOutput::default();
-    if run.ids.is_empty() {
+    let ids: Vec<&str> = run.ids.iter().copied().filter(|id| !SPORE_ONLY.contains(id)).collect();
+    if ids.is_empty() {
         return Ok(output);
     }
-    if run.ids.iter().all(|id| SPORE_ONLY.contains(id)) {
-        return Ok(output);
-    }
-    let erlang_only: Vec<&str> = run.ids.iter().copied().filter(|id| ERLANG_ONLY.contains(id)).collect();
+    let erlang_only: Vec<&str> = ids.iter().copied().filter(|id| ERLANG_ONLY.contains(id)).collect();
     if !erlang_only.is_empty() {
         eprintln!(
             "# {}: no spore line: Spore has one call primitive, measured as W7 (Erlang only)",
@@ -117,7 +115,7 @@ pub fn run_erlang(run: &ErlangRun) -> anyhow::Result<ErlangOutput> {
     ensure_erlang()?;
     ensure!(on_path("openssl"), "--compare needs openssl for Erlang's TLS run: apt-get install -y openssl");
     for dist in [Dist::Tcp, Dist::Tls] {
-        let (lines, failure) = run_sh(run, dist)?;
+        let (lines, failure) = run_sh(run, &ids, dist)?;
         output.lines.extend(lines);
         if let Some(failure) = failure {
             eprintln!("# {failure}; the table shows what it measured before failing");
@@ -138,14 +136,14 @@ fn bench_args(run: &ErlangRun, dist: Dist) -> String {
     args.join(" ")
 }
 
-/// Runs run.sh once for `dist`, copying its stdout lines to stdout (and returning them, with a
-/// note if it failed); its stderr is this process's.
-fn run_sh(run: &ErlangRun, dist: Dist) -> anyhow::Result<(Vec<String>, Option<String>)> {
+/// Runs run.sh once for `dist` on workloads `ids` (those of `run` that Erlang runs), copying
+/// its stdout lines to stdout (and returning them, with a note if it failed); its stderr is
+/// this process's.
+fn run_sh(run: &ErlangRun, ids: &[&str], dist: Dist) -> anyhow::Result<(Vec<String>, Option<String>)> {
     let epmd_port = spore_tests::free_port();
     let args = bench_args(run, dist);
-    let ids: Vec<&str> = run.ids.iter().copied().filter(|id| !SPORE_ONLY.contains(id)).collect();
     let mut cmd = unpinned(Path::new(RUN_SH));
-    cmd.args(&ids)
+    cmd.args(ids)
         .env("DIST", dist.name())
         .env("PIN", run.pin.name())
         .env("EPMD_PORT", epmd_port.to_string())
