@@ -207,7 +207,8 @@ const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 /// Enlarges the socket's buffers. With the default 208 KiB, a burst of small messages
 /// overflowed the receiver's buffer (W3: 6,000-8,000 drops per run, each a loss that cut the
 /// congestion window); with 4 MiB and the send window above, none, and W3 went from
-/// 573-603k to 660-759k msgs/s. A refusal only costs speed, so it is logged.
+/// 573-603k to 660-759k msgs/s. A refusal only costs speed, so it is logged; the kernel's
+/// silent cap is warned about once per process, with the fix.
 fn size_buffers(socket: &UdpSocket) {
     let socket = socket2::SockRef::from(socket);
     if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
@@ -216,6 +217,38 @@ fn size_buffers(socket: &UdpSocket) {
     if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
         tracing::debug!("cannot enlarge the UDP send buffer: {e}");
     }
+    if let (Ok(recv), Ok(send)) = (socket.recv_buffer_size(), socket.send_buffer_size()) {
+        warn_if_capped(recv, send);
+    }
+}
+
+/// Warns (once per process) when the kernel granted less than [`SOCKET_BUFFER_BYTES`].
+fn warn_if_capped(recv: usize, send: usize) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if let Some(warning) = capped_buffers(recv, send) {
+        WARNED.call_once(|| tracing::warn!("{warning}"));
+    }
+}
+
+/// What to tell the operator when the kernel capped the buffers, given the sizes read back:
+/// it caps a request at `net.core.rmem_max` / `wmem_max` without an error, and Linux reports
+/// twice the size it grants, so a granted request reads back at least as large as asked.
+fn capped_buffers(recv: usize, send: usize) -> Option<String> {
+    let capped: Vec<String> = [("receive", recv), ("send", send)]
+        .into_iter()
+        .filter(|&(_, granted)| granted < SOCKET_BUFFER_BYTES)
+        .map(|(which, granted)| format!("{which} buffer to {} KiB", granted / 2 / 1024))
+        .collect();
+    (!capped.is_empty()).then(|| {
+        format!(
+            "the kernel cut this node's UDP {} (asked: {} KiB): bursts of messages may be \
+             dropped and slow down. To allow it: sysctl -w net.core.rmem_max={} net.core.wmem_max={}",
+            capped.join(" and "),
+            SOCKET_BUFFER_BYTES / 1024,
+            SOCKET_BUFFER_BYTES,
+            SOCKET_BUFFER_BYTES,
+        )
+    })
 }
 
 fn bind_in_range(ip: IpAddr, (min, max): (u16, u16)) -> Result<UdpSocket, BindError> {
@@ -270,5 +303,21 @@ pub(crate) fn down_reason(e: &ConnectionError) -> String {
         ConnectionError::TimedOut => "connection timed out".to_owned(),
         ConnectionError::LocallyClosed => "closed".to_owned(),
         other => format!("connection lost: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_buffer_is_named_with_its_size_and_the_fix() {
+        assert_eq!(capped_buffers(2 * SOCKET_BUFFER_BYTES, 2 * SOCKET_BUFFER_BYTES), None);
+        let warning = capped_buffers(2 * 212_992, 2 * SOCKET_BUFFER_BYTES).unwrap();
+        assert!(warning.contains("UDP receive buffer to 208 KiB"), "{warning}");
+        assert!(!warning.contains("send buffer"), "{warning}");
+        assert!(warning.contains("sysctl -w net.core.rmem_max=4194304"), "{warning}");
+        let both = capped_buffers(1024, 2048).unwrap();
+        assert!(both.contains("receive buffer to 0 KiB and send buffer to 1 KiB"), "{both}");
     }
 }

