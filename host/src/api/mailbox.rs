@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use crate::error::SendError;
 use crate::process::entry::{RUNNING, WAITING};
 use crate::process::state::ProcState;
-use crate::process::{Incoming, Selector};
+use crate::process::{Incoming, Pid, Selector};
 
 impl From<SendError> for wit::SendError {
     fn from(e: SendError) -> Self {
@@ -60,7 +60,11 @@ impl Host for ProcState {
         tag: u64,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wit::SendError>> {
-        Ok(self.node.send(self.me.pid, to.into(), tag, Bytes::from(payload)).await.map_err(Into::into))
+        let to: Pid = to.into();
+        if to.node != self.node.id {
+            self.me.talks_remote.store(true, Ordering::Relaxed);
+        }
+        Ok(self.node.send(self.me.pid, to, tag, Bytes::from(payload)).await.map_err(Into::into))
     }
 
     async fn send_named(
@@ -70,6 +74,9 @@ impl Host for ProcState {
         tag: u64,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wit::SendError>> {
+        if node.as_deref().is_some_and(|n| n != self.node.name) {
+            self.me.talks_remote.store(true, Ordering::Relaxed);
+        }
         let sent = self.node.send_named(self.me.pid, &name, node.as_deref(), tag, Bytes::from(payload));
         Ok(sent.await.map_err(Into::into))
     }

@@ -130,6 +130,9 @@ impl NodeInner {
         let kind = ProcessKind::Guest { module: module.id, entry: entry.clone() };
         let mailbox_limit = opts.mailbox_limit.unwrap_or(self.config.limits.mailbox_len);
         let me = Arc::new(ProcessEntry::new(pid, leader, kind, mailbox_limit));
+        if leader.node != self.id || matches!(parent, Parent::Remote { .. }) {
+            me.talks_remote.store(true, Ordering::Relaxed);
+        }
         self.table.insert(Arc::clone(&me));
         let mut monitor = None;
         match parent {

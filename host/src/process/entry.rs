@@ -58,6 +58,10 @@ pub struct ProcessEntry {
     pub(crate) kill_reason: Mutex<Option<ExitReason>>,
     /// Fires once when the process must end with `kill_reason`.
     pub(crate) killed: Notify,
+    /// Whether it has sent to another node, was spawned from one or has its group leader
+    /// on one. Its end then lets the node's network tasks run before its slot is reset, so
+    /// that what it sent last leaves first (see `process::spawn::run`).
+    pub(crate) talks_remote: AtomicBool,
 }
 
 /// Links and monitors of one process.
@@ -94,6 +98,7 @@ impl ProcessEntry {
             signals: Mutex::new(Signals { alive: true, ..Signals::default() }),
             kill_reason: Mutex::new(None),
             killed: Notify::new(),
+            talks_remote: AtomicBool::new(false),
         }
     }
 
