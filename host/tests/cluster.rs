@@ -196,7 +196,7 @@ async fn a_killed_node_fires_links_monitors_and_nodedown_and_its_pids_go_stale()
     let mut remote =
         NodeProcess::start(&dir, "victim@localhost", mapper, &["--run", "{module}", "start_pong"]);
     remote.wait_for("listening on");
-    let me = local.host_process();
+    let mut me = local.host_process();
     me.monitor_nodes(true);
     let old_pong = pong_pid(&local, "victim@localhost").await;
     me.link(old_pong);

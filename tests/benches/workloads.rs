@@ -1170,7 +1170,7 @@ impl Rep {
     /// Spawns the driver `entry` here with `args` followed by the host process's pid,
     /// monitored so that its crash ends the repetition instead of a wait, with the clock if
     /// `clock`, and waits until it is ready.
-    async fn driver(&self, entry: &str, mut args: Vec<Value>, clock: bool) -> anyhow::Result<Pid> {
+    async fn driver(&mut self, entry: &str, mut args: Vec<Value>, clock: bool) -> anyhow::Result<Pid> {
         args.push(self.node.pid_value(self.me.pid()));
         let mut request = SpawnRequest::new(self.module, entry).args(cbor::to_bytes(&Value::Array(args)));
         request.grants.clock = clock;
@@ -1206,7 +1206,7 @@ impl Rep {
 
     /// Waits for the next message, which must be CBOR; a monitored process's abnormal end
     /// before it is an error (a normal end is remembered for [`Rep::wait_down`]).
-    async fn next(&self) -> anyhow::Result<Value> {
+    async fn next(&mut self) -> anyhow::Result<Value> {
         loop {
             match self.me.receive(&[], Some(PATIENCE)).await {
                 Some(Incoming::Message(m)) => {
@@ -1223,7 +1223,7 @@ impl Rep {
     }
 
     /// Waits until the process monitored by `monitor` has ended normally.
-    async fn wait_down(&self, monitor: Ref) -> anyhow::Result<()> {
+    async fn wait_down(&mut self, monitor: Ref) -> anyhow::Result<()> {
         let seen = {
             let mut ended = self.ended.borrow_mut();
             ended.iter().position(|m| *m == monitor).map(|i| ended.remove(i))
@@ -1239,19 +1239,19 @@ impl Rep {
     }
 
     /// Waits for the message `expected`.
-    async fn expect(&self, expected: &Value) -> anyhow::Result<()> {
+    async fn expect(&mut self, expected: &Value) -> anyhow::Result<()> {
         let got = self.next().await?;
         ensure!(got == *expected, "expected {expected:?}, got {got:?}");
         Ok(())
     }
 
     /// Waits for `(tag, count)` and returns the count.
-    async fn expect_count(&self, tag: &str) -> anyhow::Result<u64> {
+    async fn expect_count(&mut self, tag: &str) -> anyhow::Result<u64> {
         Ok(self.expect_values(tag, 1).await?[0])
     }
 
     /// Waits for `(tag, v1, ..., vk)` of `k` unsigned integers and returns them.
-    async fn expect_values(&self, tag: &str, k: usize) -> anyhow::Result<Vec<u64>> {
+    async fn expect_values(&mut self, tag: &str, k: usize) -> anyhow::Result<Vec<u64>> {
         let got = self.next().await?;
         let values = match got.as_array().map(Vec::as_slice) {
             Some([Value::Text(t), rest @ ..]) if t == tag && rest.len() == k => rest
@@ -1288,7 +1288,7 @@ impl Rep {
 /// W1: `n` ping-pong round trips between two processes of one node. Returns rtt_per_s and
 /// mean_rtt_us.
 async fn w1(n: u64) -> anyhow::Result<Vec<f64>> {
-    let rep = Rep::start(2).await?;
+    let mut rep = Rep::start(2).await?;
     let driver = rep.driver("w1", vec![int(n)], false).await?;
     let started = Instant::now();
     rep.go(driver).await?;
@@ -1301,7 +1301,7 @@ async fn w1(n: u64) -> anyhow::Result<Vec<f64>> {
 /// W4a: `n` spawns of processes that end at once, timed until the process count is back to
 /// its value before the run. Returns spawns_per_s and mean_us.
 async fn w4a(n: u64, guest: Guest) -> anyhow::Result<Vec<f64>> {
-    let rep = Rep::start_with(1, guest).await?;
+    let mut rep = Rep::start_with(1, guest).await?;
     let driver = rep.driver("w4a", vec![int(n)], false).await?;
     let base = rep.node.process_count();
     let started = Instant::now();
@@ -1323,7 +1323,7 @@ async fn w4a(n: u64, guest: Guest) -> anyhow::Result<Vec<f64>> {
 /// heap_bytes_per_proc (host heap the processes hold, part of which the RSS difference misses
 /// when it reuses pages freed earlier; see [`heap`]).
 async fn w4b(n: u64, guest: Guest) -> anyhow::Result<Vec<f64>> {
-    let rep = Rep::start_with(n + 1, guest).await?;
+    let mut rep = Rep::start_with(n + 1, guest).await?;
     let driver = rep.driver("w4b", vec![int(n)], false).await?;
     let base = rep.node.process_count();
     let memory_before = rep.process_memory();
@@ -1375,7 +1375,7 @@ fn note_wall(id: &str, total_ns: u64, wall: Duration) {
 /// W2: `pong` registered on B, `n` round trips from a driver on A addressing it by name and
 /// node, each timed by the driver. Returns p50_us, p99_us, rtt_per_s and mean_rtt_us.
 async fn w2(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
-    let rep = Rep::start_in(cluster).await?;
+    let mut rep = Rep::start_in(cluster).await?;
     let (pong, pong_monitor) = rep.spawn_on(B_NAME, "w2_pong", &cluster.bench_bytes, vec![]).await?;
     rep.expect(&text("ready")).await?;
     let driver = rep.driver("w2", vec![int(n), text(B_NAME)], true).await?;
@@ -1395,7 +1395,7 @@ async fn w2(cluster: &Cluster, n: u64) -> anyhow::Result<Vec<f64>> {
 /// bytes from a driver on A, then `("done", A)` and the sink's `("ack", count)`. Returns
 /// msgs_per_s and mb_per_s (W3b: the other way round).
 async fn w3(cluster: &Cluster, n: u64, size: u64) -> anyhow::Result<Vec<f64>> {
-    let rep = Rep::start_in(cluster).await?;
+    let mut rep = Rep::start_in(cluster).await?;
     let (sink, sink_monitor) = rep.spawn_on(B_NAME, "w3_sink", &cluster.bench_bytes, vec![]).await?;
     rep.expect(&text("ready")).await?;
     let sink_value = rep.node.pid_value(sink);
@@ -1416,7 +1416,7 @@ async fn w3(cluster: &Cluster, n: u64, size: u64) -> anyhow::Result<Vec<f64>> {
 /// Runs the self-timing driver `entry` on A against B for `n` operations and returns its
 /// three `done` values, the last its total in ns (W5, W7).
 async fn remote_driver(cluster: &Cluster, id: &str, entry: &str, n: u64) -> anyhow::Result<Vec<u64>> {
-    let rep = Rep::start_in(cluster).await?;
+    let mut rep = Rep::start_in(cluster).await?;
     let driver = rep.driver(entry, vec![int(n), text(B_NAME)], true).await?;
     let started = Instant::now();
     rep.go(driver).await?;
@@ -1469,7 +1469,7 @@ async fn w5b(cluster: &Cluster, k: u64, guest: Guest) -> anyhow::Result<Vec<f64>
     let seq = next_seq();
     let name = format!("benchb5b{seq}@localhost");
     let peer = cluster.start_peer(&name, &cluster.cookie)?;
-    let rep = Rep::start_in(cluster).await?;
+    let mut rep = Rep::start_in(cluster).await?;
     rep.node.connect(&name).await.with_context(|| format!("connecting to {name}"))?;
     let args = cbor::to_bytes(&Value::Array(vec![rep.node.pid_value(rep.me.pid())]));
     // Untimed: build the modules and their requests (hashing them).

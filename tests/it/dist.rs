@@ -17,11 +17,11 @@ use spore_tests::{
 #[tokio::test]
 async fn nodes_connect_and_list_each_other() -> anyhow::Result<()> {
     let nodes = cluster("list", 2);
-    let watcher = nodes[1].host_process();
+    let mut watcher = nodes[1].host_process();
     watcher.monitor_nodes(true);
     nodes[0].connect(nodes[1].name()).await?;
     assert_eq!(nodes[0].nodes(), vec![nodes[1].name().to_owned()]);
-    let (name, up, _) = next_node_event(&watcher, DEADLINE).await?;
+    let (name, up, _) = next_node_event(&mut watcher, DEADLINE).await?;
     assert_eq!((name.as_str(), up), (nodes[0].name(), true));
     assert_eq!(nodes[1].nodes(), vec![nodes[0].name().to_owned()]);
     Ok(())
@@ -64,7 +64,7 @@ async fn a_pid_learned_from_a_third_node_is_reachable() -> anyhow::Result<()> {
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let relay_b = load(b, guests::RELAY).await?;
     let relay_c = load(c, guests::RELAY).await?;
-    let me = a.host_process();
+    let mut me = a.host_process();
     let answer = spawn(b, relay_b, "answer", vec![])?;
     let relayer = spawn(c, relay_c, "relay", vec![])?;
     // A tells C's relay about A's process and B's answerer; B has never heard of A.
@@ -72,7 +72,7 @@ async fn a_pid_learned_from_a_third_node_is_reachable() -> anyhow::Result<()> {
     let msg = Value::Array(vec![a.pid_value(me.pid()), a.pid_value(answer)]);
     a.remember_node(relayer.node, c.name());
     me.send(relayer, 0, cbor::to_bytes(&msg)).await?;
-    let (from, reply) = next_message(&me).await?;
+    let (from, reply) = next_message(&mut me).await?;
     ensure!(from == answer, "reply from {from}, expected {answer}");
     ensure!(matches!(reply.as_array().map(Vec::as_slice), Some([t, _]) if *t == text("hello from")));
     Ok(())
@@ -83,19 +83,19 @@ async fn links_and_monitors_work_across_nodes() -> anyhow::Result<()> {
     let nodes = cluster("links", 2);
     let (a, b) = (&nodes[0], &nodes[1]);
     let echo = load(b, guests::ECHO).await?;
-    let me = a.host_process();
+    let mut me = a.host_process();
     let target = spawn(b, echo, "echo", vec![])?;
     a.remember_node(target.node, b.name());
     me.link(target);
     let monitor = me.monitor(target);
     // The link is in place once a round trip has passed (signals and messages keep order).
     me.send(target, 0, cbor::to_bytes(&int(1))).await?;
-    next_message(&me).await?;
+    next_message(&mut me).await?;
     b.kill(target);
     let mut got_exit = false;
     let mut got_down = false;
     while !(got_exit && got_down) {
-        match next_signal(&me).await? {
+        match next_signal(&mut me).await? {
             Incoming::Exit { from, reason } if from == target => {
                 ensure!(reason == ExitReason::Killed, "{reason}");
                 got_exit = true;
@@ -109,7 +109,7 @@ async fn links_and_monitors_work_across_nodes() -> anyhow::Result<()> {
     }
     // A monitor of a process that is already gone fires at once with noproc.
     let late = me.monitor(target);
-    match next_signal(&me).await? {
+    match next_signal(&mut me).await? {
         Incoming::Down { monitor, reason, .. } if monitor == late => ensure!(reason == ExitReason::Noproc),
         other => anyhow::bail!("unexpected {other:?}"),
     }
@@ -125,14 +125,14 @@ async fn a_remote_message_to_a_full_mailbox_ends_the_receiver_visibly() -> anyho
     request.mailbox_limit = Some(5);
     let deaf = b.spawn(request)?;
     a.remember_node(deaf.node, b.name());
-    let me = a.host_process();
+    let mut me = a.host_process();
     let monitor = me.monitor(deaf);
     // Five fit; the sixth cannot be refused to a sender whose send already returned, and
     // must not vanish: the receiver ends with a limit reason its monitor sees.
     for i in 0..6 {
         me.send(deaf, 0, cbor::to_bytes(&int(i))).await?;
     }
-    match next_signal(&me).await? {
+    match next_signal(&mut me).await? {
         Incoming::Down { monitor: m, pid, reason: ExitReason::Limit(why) } if m == monitor && pid == deaf => {
             ensure!(why.starts_with("mailbox full (5 messages)"), "{why}");
             ensure!(why.contains(&me.pid().to_string()), "the reason names the sender: {why}");
@@ -148,16 +148,16 @@ async fn a_node_going_down_fires_links_monitors_and_nodedown() -> anyhow::Result
     let b = nodes.pop().context("two nodes")?;
     let a = nodes.pop().context("two nodes")?;
     let echo = load(&b, guests::ECHO).await?;
-    let me = a.host_process();
+    let mut me = a.host_process();
     me.monitor_nodes(true);
     let target = spawn(&b, echo, "echo", vec![])?;
     a.remember_node(target.node, b.name());
     me.link(target);
     let monitor = me.monitor(target);
     me.send(target, 0, cbor::to_bytes(&int(1))).await?;
-    let (_, up, _) = next_node_event(&me, DEADLINE).await?;
+    let (_, up, _) = next_node_event(&mut me, DEADLINE).await?;
     ensure!(up);
-    next_message(&me).await?;
+    next_message(&mut me).await?;
     let b_name = b.name().to_owned();
     b.shutdown();
     let (mut exit, mut down, mut nodedown) = (false, false, false);
@@ -195,7 +195,7 @@ async fn messages_larger_than_a_small_send_window_arrive_in_order() -> anyhow::R
         spore_host::Node::start(spore_host::NodeConfig { dist: Some(dist), ..spore_tests::test_config(name) })
     };
     let (a, b) = (node("window0@localhost")?, node("window1@localhost")?);
-    let (me, them) = (a.host_process(), b.host_process());
+    let (me, mut them) = (a.host_process(), b.host_process());
     a.remember_node(them.pid().node, b.name());
     for i in 0..N {
         me.send(them.pid(), i as u64, vec![i as u8; 100 << 10]).await?;
@@ -215,7 +215,7 @@ async fn a_million_messages_arrive_complete_and_in_order() -> anyhow::Result<()>
     let nodes = cluster("million", 2);
     let (a, b) = (&nodes[0], &nodes[1]);
     let sink = load(b, guests::SINK).await?;
-    let me = a.host_process();
+    let mut me = a.host_process();
     let target = spawn(b, sink, "sink", vec![a.pid_value(me.pid())])?;
     // B learns A's name from the pid it was given; A learns B's here.
     a.remember_node(target.node, b.name());
@@ -236,10 +236,10 @@ async fn a_million_messages_arrive_complete_and_in_order() -> anyhow::Result<()>
 async fn nodes_busy_with_spinning_guests_stay_connected() -> anyhow::Result<()> {
     let nodes = cluster("busy", 2);
     let (a, b) = (&nodes[0], &nodes[1]);
-    let me = a.host_process();
+    let mut me = a.host_process();
     me.monitor_nodes(true);
     a.connect(b.name()).await?;
-    next_node_event(&me, DEADLINE).await?;
+    next_node_event(&mut me, DEADLINE).await?;
     for node in [a, b] {
         let spin = load(node, guests::SPIN).await?;
         for _ in 0..4 {
@@ -309,9 +309,9 @@ async fn sending_to_a_name_on_another_node_reaches_it() -> anyhow::Result<()> {
     let echo = load(b, guests::ECHO).await?;
     let target = b.spawn(SpawnRequest::new(echo, "echo"))?;
     b.register("echo", target)?;
-    let me = a.host_process();
+    let mut me = a.host_process();
     me.send_named("echo", Some(b.name()), 0, cbor::to_bytes(&text("via name"))).await?;
-    let (from, value) = next_message(&me).await?;
+    let (from, value) = next_message(&mut me).await?;
     ensure!(from == target && value == text("via name"));
     Ok(())
 }
@@ -322,14 +322,14 @@ async fn the_cluster_becomes_a_mesh_and_hidden_nodes_stay_out_of_it() -> anyhow:
     let a = dist_node("mesha@localhost", "test-cookie", mapper);
     let b = dist_node("meshb@localhost", "test-cookie", mapper);
     let c = dist_node("meshc@localhost", "test-cookie", mapper);
-    let watcher = a.host_process();
+    let mut watcher = a.host_process();
     watcher.monitor_nodes(true);
     a.connect(b.name()).await?;
     c.connect(b.name()).await?;
     // A hears of C from B (or C of A) and connects: A sees two nodeups.
     let mut up = std::collections::BTreeSet::new();
     while up.len() < 2 {
-        let (name, is_up, _) = next_node_event(&watcher, DEADLINE).await?;
+        let (name, is_up, _) = next_node_event(&mut watcher, DEADLINE).await?;
         ensure!(is_up, "unexpected nodedown of {name}");
         up.insert(name);
     }

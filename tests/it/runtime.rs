@@ -42,7 +42,7 @@ async fn ten_thousand_processes_blocked_in_receive_all_answer() -> anyhow::Resul
     };
     let node = Node::start(config)?;
     let module = load(&node, guests::ECHO).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let mut pids = Vec::with_capacity(N);
     for _ in 0..N {
         pids.push(spawn(&node, module, "echo", vec![])?);
@@ -53,7 +53,7 @@ async fn ten_thousand_processes_blocked_in_receive_all_answer() -> anyhow::Resul
     }
     let mut answered = vec![false; N];
     for _ in 0..N {
-        let (from, value) = next_message(&me).await?;
+        let (from, value) = next_message(&mut me).await?;
         let i = pids.iter().position(|p| *p == from).context("answer from a stranger")?;
         ensure!(value == int(i as u64), "wrong answer from {from}");
         answered[i] = true;
@@ -81,21 +81,21 @@ async fn a_spinning_guest_does_not_stop_others_and_can_be_killed() -> anyhow::Re
     let node = node("spin@localhost");
     let spin = load(&node, guests::SPIN).await?;
     let echo = load(&node, guests::ECHO).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     // More spinners than worker threads.
     let spinners: Vec<_> = (0..4).map(|_| spawn(&node, spin, "spin", vec![])).collect::<Result<_, _>>()?;
     let monitors: Vec<_> = spinners.iter().map(|p| me.monitor(*p)).collect();
     let echoer = spawn(&node, echo, "echo", vec![])?;
     for i in 0..20 {
         me.send(echoer, 0, cbor::to_bytes(&int(i))).await?;
-        let (from, value) = next_message(&me).await?;
+        let (from, value) = next_message(&mut me).await?;
         ensure!(from == echoer && value == int(i));
     }
     for p in &spinners {
         node.kill(*p);
     }
     for _ in &spinners {
-        match next_signal(&me).await? {
+        match next_signal(&mut me).await? {
             Incoming::Down { monitor, reason, .. } => {
                 ensure!(monitors.contains(&monitor));
                 ensure!(reason == ExitReason::Killed, "{reason}");
@@ -109,11 +109,11 @@ async fn a_spinning_guest_does_not_stop_others_and_can_be_killed() -> anyhow::Re
 /// Spawns crash's `watch` for `victim` and returns what it reported.
 async fn watched(node: &Node, victim: &str, how: &str) -> anyhow::Result<String> {
     let crash = load(node, guests::CRASH).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let watcher = spawn(node, crash, "watch", vec![node.pid_value(me.pid()), text(victim), text(how)])?;
-    let (from, child) = next_message(&me).await?;
+    let (from, child) = next_message(&mut me).await?;
     ensure!(from == watcher, "report from a stranger");
-    let (_, got) = next_message(&me).await?;
+    let (_, got) = next_message(&mut me).await?;
     ensure!(
         matches!(child.as_array().map(Vec::as_slice), Some([tag, _]) if *tag == text("child")),
         "{child:?}"
@@ -159,9 +159,9 @@ async fn a_crash_kills_linked_processes_that_do_not_trap_exits() -> anyhow::Resu
     let node = node("linked@localhost");
     let crash = load(&node, guests::CRASH).await?;
     let echo = load(&node, guests::ECHO).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let (victim, monitor) = me.spawn_monitor(SpawnRequest::new(crash, "linked_victim"))?;
-    match next_signal(&me).await? {
+    match next_signal(&mut me).await? {
         Incoming::Down { monitor: m, pid, reason } => {
             ensure!(m == monitor && pid == victim);
             ensure!(matches!(&reason, ExitReason::Panic(m) if m.starts_with("on purpose")), "{reason}");
@@ -171,7 +171,7 @@ async fn a_crash_kills_linked_processes_that_do_not_trap_exits() -> anyhow::Resu
     // The node and other processes keep working.
     let echoer = spawn(&node, echo, "echo", vec![])?;
     me.send(echoer, 0, cbor::to_bytes(&text("still here"))).await?;
-    let (_, value) = next_message(&me).await?;
+    let (_, value) = next_message(&mut me).await?;
     ensure!(value == text("still here"));
     Ok(())
 }
@@ -199,14 +199,14 @@ async fn message_size_bound_is_enforced_for_hosts_and_guests() -> anyhow::Result
     config.max_message_bytes = 1024;
     let node = Node::start(config)?;
     let limits = load(&node, guests::LIMITS).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let err = me.send(me.pid(), 0, vec![0u8; 2048]).await.unwrap_err();
     assert_eq!(err.to_string(), "message of 2048 bytes is over the limit of 1024 bytes");
     spawn(&node, limits, "send_big", vec![node.pid_value(me.pid()), int(4096)])?;
-    let (_, outcome) = next_message(&me).await?;
+    let (_, outcome) = next_message(&mut me).await?;
     assert_eq!(as_text(&outcome)?, "too large (limit 1024)");
     spawn(&node, limits, "send_big", vec![node.pid_value(me.pid()), int(100)])?;
-    let (_, outcome) = next_message(&me).await?;
+    let (_, outcome) = next_message(&mut me).await?;
     assert_eq!(as_text(&outcome)?, "sent");
     Ok(())
 }
@@ -215,10 +215,10 @@ async fn message_size_bound_is_enforced_for_hosts_and_guests() -> anyhow::Result
 async fn receive_with_timeout_returns_on_time() -> anyhow::Result<()> {
     let node = node("timeout@localhost");
     let limits = load(&node, guests::LIMITS).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let started = Instant::now();
     spawn(&node, limits, "wait", vec![node.pid_value(me.pid()), int(200)])?;
-    let (_, outcome) = next_message(&me).await?;
+    let (_, outcome) = next_message(&mut me).await?;
     let took = started.elapsed();
     assert_eq!(as_text(&outcome)?, "timeout");
     assert!(took >= Duration::from_millis(200), "returned early, after {took:?}");
@@ -234,26 +234,26 @@ async fn receive_with_timeout_returns_on_time() -> anyhow::Result<()> {
 async fn a_name_vanishes_with_its_process_and_a_taken_name_is_refused() -> anyhow::Result<()> {
     let node = node("names@localhost");
     let names = load(&node, guests::NAMES).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let first = spawn(&node, names, "claim", vec![node.pid_value(me.pid()), text("svc")])?;
-    let (_, outcome) = next_message(&me).await?;
+    let (_, outcome) = next_message(&mut me).await?;
     assert_eq!(as_text(&outcome)?, "ok");
     assert_eq!(node.whereis("svc"), Some(first));
     spawn(&node, names, "claim", vec![node.pid_value(me.pid()), text("svc")])?;
-    let (_, outcome) = next_message(&me).await?;
+    let (_, outcome) = next_message(&mut me).await?;
     assert_eq!(as_text(&outcome)?, "taken");
     let err = node.register("svc", me.pid()).unwrap_err();
     assert_eq!(err.to_string(), format!("name already registered by {first}"));
     // End the first claimant; its name goes with it.
     let monitor = me.monitor(first);
     me.send(first, 0, cbor::to_bytes(&text("bye"))).await?;
-    match next_signal(&me).await? {
+    match next_signal(&mut me).await? {
         Incoming::Down { monitor: m, .. } if m == monitor => {}
         other => anyhow::bail!("unexpected {other:?}"),
     }
     assert_eq!(node.whereis("svc"), None);
     spawn(&node, names, "lookup", vec![node.pid_value(me.pid()), text("svc")])?;
-    let (_, outcome) = next_message(&me).await?;
+    let (_, outcome) = next_message(&mut me).await?;
     assert_eq!(outcome, Value::Null);
     Ok(())
 }
@@ -262,12 +262,12 @@ async fn a_name_vanishes_with_its_process_and_a_taken_name_is_refused() -> anyho
 async fn pids_inside_messages_can_be_forwarded_and_used_to_reply() -> anyhow::Result<()> {
     let node = node("relay@localhost");
     let relay = load(&node, guests::RELAY).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let answer = spawn(&node, relay, "answer", vec![])?;
     let relayer = spawn(&node, relay, "relay", vec![])?;
     let msg = Value::Array(vec![node.pid_value(me.pid()), node.pid_value(answer)]);
     me.send(relayer, 0, cbor::to_bytes(&msg)).await?;
-    let (from, reply) = next_message(&me).await?;
+    let (from, reply) = next_message(&mut me).await?;
     ensure!(from == answer, "reply from {from}, expected {answer}");
     let Value::Array(parts) = reply else { anyhow::bail!("bad reply") };
     ensure!(parts[0] == text("hello from"));
@@ -279,7 +279,7 @@ async fn pids_inside_messages_can_be_forwarded_and_used_to_reply() -> anyhow::Re
 async fn a_process_sees_no_clock_environment_or_files_unless_granted() -> anyhow::Result<()> {
     let node = node("sandbox@localhost");
     let sandbox = load(&node, guests::SANDBOX).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let report = |v: &Value| -> anyhow::Result<(u64, bool, bool)> {
         match v.as_array().map(Vec::as_slice) {
             Some([Value::Integer(env), Value::Bool(clock), Value::Bool(fs)]) => {
@@ -289,7 +289,7 @@ async fn a_process_sees_no_clock_environment_or_files_unless_granted() -> anyhow
         }
     };
     spawn(&node, sandbox, "probe", vec![node.pid_value(me.pid())])?;
-    let (_, bare) = next_message(&me).await?;
+    let (_, bare) = next_message(&mut me).await?;
     assert_eq!(report(&bare)?, (0, false, false), "nothing granted");
 
     let dir = std::env::temp_dir();
@@ -301,14 +301,14 @@ async fn a_process_sees_no_clock_environment_or_files_unless_granted() -> anyhow
         dirs: vec![spore_host::Preopen { host: dir.clone(), guest: "/".into(), writable: false }],
     };
     node.spawn(request.clone())?;
-    let (_, granted) = next_message(&me).await?;
+    let (_, granted) = next_message(&mut me).await?;
     assert_eq!(report(&granted)?, (1, true, true), "everything granted");
 
     // A child asks for the clock and the environment but not files: it gets what its parent
     // has and asks for, no more.
     let child = SpawnRequest { entry: "child_probe".into(), ..request };
     node.spawn(child)?;
-    let (_, inherited) = next_message(&me).await?;
+    let (_, inherited) = next_message(&mut me).await?;
     assert_eq!(report(&inherited)?, (1, true, false));
     Ok(())
 }
@@ -319,11 +319,11 @@ async fn a_fuel_budget_ends_a_process_that_spends_it() -> anyhow::Result<()> {
     config.fuel = true;
     let node = Node::start(config)?;
     let spin = load(&node, guests::SPIN).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     let mut request = SpawnRequest::new(spin, "spin");
     request.fuel = Some(50_000_000);
     let (_, monitor) = me.spawn_monitor(request)?;
-    match next_signal(&me).await? {
+    match next_signal(&mut me).await? {
         Incoming::Down { monitor: m, reason, .. } if m == monitor => {
             assert_eq!(reason, ExitReason::Limit("fuel budget exhausted".into()));
         }
@@ -343,11 +343,11 @@ async fn a_fuel_budget_ends_a_process_that_spends_it() -> anyhow::Result<()> {
 async fn timers_fire_in_order_and_cancelled_ones_do_not() -> anyhow::Result<()> {
     let node = node("timers@localhost");
     let limits = load(&node, guests::LIMITS).await?;
-    let me = node.host_process();
+    let mut me = node.host_process();
     spawn(&node, limits, "timers", vec![node.pid_value(me.pid())])?;
     let mut got = Vec::new();
     for _ in 0..3 {
-        let (_, v) = next_message(&me).await?;
+        let (_, v) = next_message(&mut me).await?;
         got.push(as_text(&v)?.to_owned());
     }
     assert_eq!(got, ["early", "late", "slept"]);

@@ -22,11 +22,11 @@ fn echo_request() -> SpawnRequest {
 async fn a_module_is_shipped_once_however_many_spawns_follow() -> anyhow::Result<()> {
     let nodes = cluster("once", 2);
     let (a, b) = (&nodes[0], &nodes[1]);
-    let me = a.host_process();
+    let mut me = a.host_process();
     for i in 0..5u64 {
         let pid = me.spawn_on(b.name(), echo_request()).await?;
         me.send(pid, 1, cbor::to_bytes(&int(i))).await?;
-        let (from, value) = next_message(&me).await?;
+        let (from, value) = next_message(&mut me).await?;
         ensure!(from == pid && value == int(i));
     }
     assert_eq!(a.stats().modules_shipped, 1, "{:?}", a.stats());
@@ -47,7 +47,7 @@ async fn bad_modules_and_entries_are_typed_errors_and_the_target_keeps_serving()
         ..spore_tests::test_config("badmod1@localhost")
     };
     let b = Node::start(config)?;
-    let me = a.host_process();
+    let mut me = a.host_process();
 
     let err =
         me.spawn_on(b.name(), SpawnRequest::from_bytes(&b"not wasm at all"[..], "main")).await.unwrap_err();
@@ -68,7 +68,7 @@ async fn bad_modules_and_entries_are_typed_errors_and_the_target_keeps_serving()
     // Still serving.
     let pid = me.spawn_on(b.name(), echo_request()).await?;
     me.send(pid, 0, cbor::to_bytes(&text("alive"))).await?;
-    ensure!(next_message(&me).await?.1 == text("alive"));
+    ensure!(next_message(&mut me).await?.1 == text("alive"));
     Ok(())
 }
 
@@ -181,10 +181,10 @@ async fn a_remote_spawn_link_dies_with_its_parents_node_and_tells_the_parent_of_
     let a = nodes.pop().context("a")?;
     let parent = a.host_process();
     let child = parent.spawn_link_on(b.name(), echo_request()).await?;
-    let watcher = b.host_process();
+    let mut watcher = b.host_process();
     let monitor = watcher.monitor(child);
     a.shutdown();
-    match next_signal(&watcher).await? {
+    match next_signal(&mut watcher).await? {
         Incoming::Down { monitor: m, reason, .. } if m == monitor => {
             ensure!(reason == ExitReason::Noconnection, "{reason}")
         }
@@ -195,7 +195,7 @@ async fn a_remote_spawn_link_dies_with_its_parents_node_and_tells_the_parent_of_
     let mut nodes = cluster("clink", 2);
     let b = nodes.pop().context("b")?;
     let a = nodes.pop().context("a")?;
-    let parent = a.host_process();
+    let mut parent = a.host_process();
     let child = parent.spawn_link_on(b.name(), echo_request()).await?;
     b.shutdown();
     match parent.receive(&[Selector::Signals], Some(DEADLINE)).await {

@@ -87,7 +87,7 @@ pub fn int(n: u64) -> Value {
 }
 
 /// Waits for the next ordinary message and decodes its payload.
-pub async fn next_message(me: &HostProcess) -> anyhow::Result<(Pid, Value)> {
+pub async fn next_message(me: &mut HostProcess) -> anyhow::Result<(Pid, Value)> {
     match me.receive(&[], Some(DEADLINE)).await {
         Some(Incoming::Message(m)) => {
             let value = cbor::from_bytes(&m.payload).context("payload is not CBOR")?;
@@ -99,7 +99,7 @@ pub async fn next_message(me: &HostProcess) -> anyhow::Result<(Pid, Value)> {
 }
 
 /// Waits for the next signal (exit or down).
-pub async fn next_signal(me: &HostProcess) -> anyhow::Result<Incoming> {
+pub async fn next_signal(me: &mut HostProcess) -> anyhow::Result<Incoming> {
     me.receive(&[Selector::Signals], Some(DEADLINE))
         .await
         .with_context(|| format!("no signal within {DEADLINE:?}"))
@@ -136,7 +136,10 @@ pub fn cluster(prefix: &str, n: usize) -> Vec<Node> {
 }
 
 /// Waits for a node event about `name` (up or down) at `me`.
-pub async fn next_node_event(me: &HostProcess, deadline: Duration) -> anyhow::Result<(String, bool, String)> {
+pub async fn next_node_event(
+    me: &mut HostProcess,
+    deadline: Duration,
+) -> anyhow::Result<(String, bool, String)> {
     match me.receive(&[Selector::Signals], Some(deadline)).await {
         Some(Incoming::Node { name, up, reason }) => Ok((name, up, reason)),
         Some(other) => bail!("expected a node event, got {other:?}"),

@@ -61,8 +61,10 @@ impl HostProcess {
     }
 
     /// Waits for the oldest entry matching `selectors` (anything if empty), at most
-    /// `timeout`.
-    pub async fn receive(&self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
+    /// `timeout`. A process receives in one place at a time, as in Erlang (hence `&mut`): a
+    /// mailbox wakes one waiter per message, and a second receive waiting with other
+    /// selectors could miss its message and wait forever.
+    pub async fn receive(&mut self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
         self.entry.mailbox.receive(selectors, timeout).await
     }
 
