@@ -25,6 +25,10 @@ use crate::node::NodeInner;
 use crate::process::entry::{ProcessEntry, ProcessKind};
 use crate::process::state::{Grants, ProcState};
 
+mod writer;
+
+use writer::DiskWriter;
+
 /// How long a module's `entries` export may run when the module is loaded.
 const ENTRIES_DEADLINE: Duration = Duration::from_secs(2);
 /// Memory the `entries` probe may use.
@@ -106,6 +110,8 @@ pub(crate) struct CodeCache {
     max_bytes: u64,
     /// What the disk cache holds, for eviction.
     disk: Arc<DiskUsage>,
+    /// Writes new files to the disk cache in the background.
+    writer: DiskWriter,
 }
 
 impl CodeCache {
@@ -135,7 +141,13 @@ impl CodeCache {
             engine_key,
             max_bytes: config.max_module_bytes,
             disk: Arc::new(DiskUsage::new(DISK_CACHE_BYTES)),
+            writer: DiskWriter::new(),
         }
+    }
+
+    /// Waits at most `timeout` for the disk cache's pending writes; false if some remain.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        self.writer.flush(timeout)
     }
 
     /// The loaded module `id`.
@@ -156,19 +168,15 @@ impl CodeCache {
                 return Ok(m);
             }
             let engine = node.engine.clone();
-            let dir = self.dir.clone();
-            let artifact = dir.as_ref().map(|d| d.join(format!("{id}-{}.cwasm", self.engine_key)));
+            let artifact = self.dir.as_ref().map(|d| d.join(format!("{id}-{}.cwasm", self.engine_key)));
             let source = bytes.clone();
-            let disk = Arc::clone(&self.disk);
-            let (component, cached) = tokio::task::spawn_blocking(move || {
-                let compiled = compile(&engine, &source, artifact.as_deref(), &disk);
-                if let (Ok(_), Some(dir)) = (&compiled, &dir) {
-                    keep_bytes(dir, id, &source, &disk);
-                }
-                compiled
-            })
-            .await
-            .map_err(|e| LoadError::Invalid(format!("compiler task failed: {e}")))??;
+            let (component, cached) =
+                tokio::task::spawn_blocking(move || compile(&engine, &source, artifact))
+                    .await
+                    .map_err(|e| LoadError::Invalid(format!("compiler task failed: {e}")))??;
+            if let Some(dir) = &self.dir {
+                self.keep(dir, id, &bytes, (!cached).then(|| component.clone()));
+            }
             let counter = if cached { &self.from_disk } else { &self.compiled };
             counter.fetch_add(1, Ordering::Relaxed);
             component
@@ -196,6 +204,33 @@ impl CodeCache {
             return None;
         }
         self.load(node, Bytes::from(bytes)).await.ok()
+    }
+}
+
+impl CodeCache {
+    /// Keeps a module's bytes in the disk cache (once), and `compiled`, its new artifact,
+    /// in the background.
+    fn keep(&self, dir: &Path, id: ModuleId, bytes: &Bytes, compiled: Option<Component>) {
+        let (dir, bytes, disk) = (dir.to_owned(), bytes.clone(), Arc::clone(&self.disk));
+        let artifact = dir.join(format!("{id}-{}.cwasm", self.engine_key));
+        self.writer.submit(move || {
+            if let Some(component) = compiled {
+                keep_artifact(&artifact, &component, &disk);
+            }
+            keep_bytes(&dir, id, &bytes, &disk);
+        });
+    }
+}
+
+/// Writes a compiled artifact to the disk cache.
+fn keep_artifact(path: &Path, component: &Component, disk: &DiskUsage) {
+    let written = component.serialize().map_err(std::io::Error::other).and_then(|serialized| {
+        write_atomically(path, &serialized)?;
+        Ok(serialized.len() as u64)
+    });
+    match written {
+        Ok(n) => disk.add(path.parent().unwrap_or(Path::new(".")), n),
+        Err(e) => tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}"),
     }
 }
 
@@ -292,40 +327,25 @@ fn check_header(bytes: &[u8], max: u64) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Compiles `bytes`, going through the on-disk artifact at `artifact` when there is one;
-/// true when the artifact was used. A new artifact is written after the compile, from the
-/// compiled component (not compiled to bytes and loaded back, which copies and parses it
-/// once more on the way to the first spawn).
-fn compile(
-    engine: &Engine,
-    bytes: &[u8],
-    artifact: Option<&Path>,
-    disk: &DiskUsage,
-) -> Result<(Component, bool), LoadError> {
+/// Compiles `bytes`, or loads the on-disk artifact at `artifact` when there is one; true
+/// when the artifact was used. A new artifact is written later, from the compiled component
+/// (not compiled to bytes and loaded back, which copies and parses it once more on the way
+/// to the first spawn), and off the load path ([`CodeCache::keep`]).
+fn compile(engine: &Engine, bytes: &[u8], artifact: Option<PathBuf>) -> Result<(Component, bool), LoadError> {
     if let Some(path) = artifact
         && path.exists()
     {
         // SAFETY: the file was written by `Component::serialize` of an engine with the same
         // compatibility hash (it is in the file name); wasmtime checks the header again.
-        match unsafe { Component::deserialize_file(engine, path) } {
+        match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(c) => {
-                touch(path);
+                touch(&path);
                 return Ok((c, true));
             }
             Err(e) => tracing::warn!(path = %path.display(), "ignoring cached artifact: {e:#}"),
         }
     }
     let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-    if let Some(path) = artifact {
-        let written = component.serialize().map_err(std::io::Error::other).and_then(|serialized| {
-            write_atomically(path, &serialized)?;
-            Ok(serialized.len() as u64)
-        });
-        match written {
-            Ok(n) => disk.add(path.parent().unwrap_or(Path::new(".")), n),
-            Err(e) => tracing::warn!(path = %path.display(), "cannot cache compiled module: {e}"),
-        }
-    }
     Ok((component, false))
 }
 

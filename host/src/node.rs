@@ -429,8 +429,16 @@ impl Node {
             // stores, which is all the cleanup an ending node needs.
             rt.shutdown_background();
         }
+        // The disk cache is written in the background: wait for its last files, so that a
+        // restarted node finds what this one compiled.
+        if !self.inner.cache.flush(CACHE_FLUSH_TIMEOUT) {
+            tracing::warn!("the code cache's last writes did not finish in time");
+        }
     }
 }
+
+/// How long a stopping node waits for the disk cache's pending writes.
+const CACHE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Node {
     fn drop(&mut self) {
