@@ -12,7 +12,7 @@ use spore_guest::{Pid, SpawnError, receive, send, sleep, spawn};
 pub fn ready_then_wait_for_go(reply_to: Pid) {
     send(reply_to, "ready");
     let go: String = receive();
-    assert_eq!(go, "go", "expected go");
+    assert!(go == "go", "expected go, got {go}");
 }
 
 /// W4a driver: after the host's go spawns `n` processes of `nop`, one after another, then
@@ -48,16 +48,17 @@ pub fn nop() {}
 pub fn w4b(n: u64, reply_to: Pid) {
     ready_then_wait_for_go(reply_to);
     let me = Pid::me();
-    let children: Vec<Pid> =
-        (0..n).map(|_| spawn("idle", &(me,)).expect("spawn idle (is max_processes > n?)")).collect();
+    let children: Vec<Pid> = (0..n)
+        .map(|_| spawn("idle", &(me,)).unwrap_or_else(|e| panic!("spawn idle: {e} (is max_processes > n?)")))
+        .collect();
     send(reply_to, &("spawned", n));
     for _ in 0..n {
         let up: String = receive();
-        assert_eq!(up, "up", "expected up");
+        assert!(up == "up", "expected up, got {up}");
     }
     send(reply_to, &("done", n));
     let stop: String = receive();
-    assert_eq!(stop, "stop", "expected stop");
+    assert!(stop == "stop", "expected stop, got {stop}");
     for child in children {
         send(child, "stop");
     }
