@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::spawning::RemoteSpawn;
 use super::{NodeInner, SpawnOpts};
 use crate::dist::Peer;
 use crate::process::entry::ProcessKind;
@@ -166,11 +167,18 @@ impl NodeInner {
                     mailbox_limit: mailbox_limit.map(|n| n as usize),
                     fuel,
                 };
-                let node = Arc::clone(self);
-                let peer = Arc::clone(peer);
-                tokio::spawn(node.serve_spawn(
-                    peer, reference, module, entry, payload, parent, leader, link, monitor, opts, clock,
-                ));
+                let request = RemoteSpawn {
+                    reference,
+                    module,
+                    entry,
+                    args: payload,
+                    parent,
+                    leader,
+                    monitor,
+                    opts,
+                    clock,
+                };
+                self.serve_spawn(peer, request);
             }
             Frame::SpawnNeed { reference, module } => {
                 if let Some(dist) = &self.dist {

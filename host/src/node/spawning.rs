@@ -38,6 +38,28 @@ pub(crate) enum Parent<'a> {
     },
 }
 
+/// A spawn request from another node, checked by the connection that read it.
+pub(crate) struct RemoteSpawn {
+    /// Echoed in the answers.
+    pub reference: u64,
+    /// The module.
+    pub module: ModuleId,
+    /// The entry.
+    pub entry: String,
+    /// The encoded arguments.
+    pub args: Bytes,
+    /// The spawning process.
+    pub parent: Pid,
+    /// The group leader the child joins.
+    pub leader: Pid,
+    /// The parent's monitor of the child, if it asked for one.
+    pub monitor: Option<Ref>,
+    /// Link and limits.
+    pub opts: SpawnOpts,
+    /// Grant real clocks.
+    pub clock: bool,
+}
+
 /// A process created but not started yet: the caller can tell others about it first.
 pub(crate) struct Prepared {
     pub pid: Pid,
@@ -298,41 +320,38 @@ impl NodeInner {
 
     /// The target's side of a spawn request from `peer`: find or fetch the module, spawn, and
     /// answer once the child is instantiated, before it runs (so that its messages and exit
-    /// signals follow the answer).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn serve_spawn(
-        self: Arc<Self>,
-        peer: Arc<Peer>,
-        reference: u64,
-        module: ModuleId,
-        entry: String,
-        args: Bytes,
-        parent: Pid,
-        leader: Pid,
-        link: bool,
-        monitor: Option<Ref>,
-        opts: SpawnOpts,
-        clock: bool,
-    ) {
-        let prepared = async {
-            let module = self.fetch_module(&peer, reference, module).await?;
-            let opts = SpawnOpts { link, monitor: monitor.is_some(), ..opts };
-            let grants = Grants { clock, ..Grants::default() };
-            self.prepare(
-                module,
-                entry,
-                args,
-                opts,
-                Parent::Remote { pid: parent, monitor },
-                Some(leader),
-                grants,
-            )
+    /// signals follow the answer). A module in memory is spawned at once, by the connection's
+    /// task, in the order of the frames; one to load or fetch first, by a task of its own.
+    pub(crate) fn serve_spawn(self: &Arc<Self>, peer: &Arc<Peer>, request: RemoteSpawn) {
+        if let Some(module) = self.cache.get(&request.module) {
+            self.spawn_for(peer, Ok(module), request);
+            return;
         }
-        .await;
+        let (node, peer) = (Arc::clone(self), Arc::clone(peer));
+        tokio::spawn(async move {
+            let module = node.fetch_module(&peer, request.reference, request.module).await;
+            node.spawn_for(&peer, module, request);
+        });
+    }
+
+    /// Spawns `request` from `peer` once its module is found, and answers.
+    fn spawn_for(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        module: Result<Arc<LoadedModule>, SpawnError>,
+        request: RemoteSpawn,
+    ) {
+        let RemoteSpawn { reference, entry, args, parent, leader, monitor, opts, clock, .. } = request;
+        let prepared = module.and_then(|module| {
+            let grants = Grants { clock, ..Grants::default() };
+            let parent = Parent::Remote { pid: parent, monitor };
+            self.prepare(module, entry, args, opts, parent, Some(leader), grants)
+        });
         match prepared {
             Ok(p) => {
                 let pid = p.pid;
-                p.start_then(&self, move || {
+                let peer = Arc::clone(peer);
+                p.start_then(self, move || {
                     peer.signal(Frame::SpawnReply { reference, result: Ok(pid) });
                 });
             }
