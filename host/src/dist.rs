@@ -219,6 +219,12 @@ pub(crate) struct Dist {
 }
 
 impl Dist {
+    /// The raw descriptor of the node's UDP socket.
+    #[cfg(unix)]
+    pub(crate) fn socket_fd(&self) -> std::os::fd::RawFd {
+        self.transport.socket_fd()
+    }
+
     /// Binds the endpoint and registers with the port mapper. Must run inside `net`.
     pub fn bind(
         config: DistConfig,

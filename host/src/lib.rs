@@ -29,6 +29,7 @@
 //! - [`config`], [`error`]: configuration and the public error enums.
 
 mod api;
+mod busy_wait;
 pub mod cache;
 pub mod cbor;
 pub mod config;

@@ -230,6 +230,10 @@ struct NodeArgs {
     /// The compiler of modules: cranelift (fast code) or winch (fast compiles, slower code).
     #[arg(long, value_enum, default_value_t = CompilerArg::Cranelift)]
     compiler: CompilerArg,
+    /// How long an idle worker thread spins, watching the socket, before it sleeps: lower
+    /// latency for some CPU (0: never spin).
+    #[arg(long, value_name = "US", default_value_t = spore_host::config::DEFAULT_BUSY_WAIT.as_micros() as u64)]
+    busy_wait_us: u64,
 }
 
 /// `--compiler`: [`Compiler`] on the command line.
@@ -288,6 +292,7 @@ impl NodeArgs {
             max_processes: self.max_processes,
             fuel: self.fuel.is_some(),
             copy_on_write: self.copy_on_write,
+            busy_wait: std::time::Duration::from_micros(self.busy_wait_us),
             compiler: match self.compiler {
                 CompilerArg::Cranelift => Compiler::Cranelift,
                 CompilerArg::Winch => Compiler::Winch,

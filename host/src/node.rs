@@ -23,6 +23,7 @@ use tokio::runtime::Runtime;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use crate::busy_wait::BusyWait;
 use crate::cache::{CodeCache, LoadedModule, ModuleId};
 use crate::config::NodeConfig;
 use crate::dist::Dist;
@@ -202,7 +203,13 @@ impl Node {
         let linker = crate::api::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let workers =
             config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        let busy_wait = Arc::new(BusyWait::new(config.busy_wait));
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if busy_wait.enabled() {
+            let busy_wait = Arc::clone(&busy_wait);
+            builder.on_thread_park(move || busy_wait.before_park());
+        }
+        let runtime = builder
             .worker_threads(workers.max(1))
             .thread_name("spore-node")
             // Poll the timer and I/O driver often even while guests keep workers busy
@@ -232,6 +239,8 @@ impl Node {
                     config.max_message_bytes,
                 )
                 .map_err(|e| StartError::Listen(e.to_string()))?;
+                #[cfg(unix)]
+                busy_wait.watch(dist.socket_fd());
                 Some(dist)
             }
         };

@@ -109,6 +109,9 @@ pub enum BindError {
 pub struct Transport {
     endpoint: Endpoint,
     client: quinn::ClientConfig,
+    /// The raw descriptor of the endpoint's socket, for the busy-wait to watch.
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
 }
 
 impl Transport {
@@ -142,11 +145,24 @@ impl Transport {
         client.transport_config(transport);
         let socket = bind_in_range(ip, ports)?;
         size_buffers(&socket);
+        #[cfg(unix)]
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         let runtime =
             quinn::default_runtime().ok_or_else(|| BindError::Endpoint("no async runtime".into()))?;
         let endpoint = Endpoint::new(EndpointConfig::default(), Some(server), socket, runtime)
             .map_err(|e| BindError::Endpoint(e.to_string()))?;
-        Ok(Self { endpoint, client })
+        Ok(Self {
+            endpoint,
+            client,
+            #[cfg(unix)]
+            fd,
+        })
+    }
+
+    /// The raw descriptor of its UDP socket (valid while the transport lives).
+    #[cfg(unix)]
+    pub fn socket_fd(&self) -> std::os::fd::RawFd {
+        self.fd
     }
 
     /// The address it listens on.
