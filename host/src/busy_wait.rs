@@ -23,12 +23,15 @@ pub(crate) struct BusyWait {
     limit: Duration,
     /// The raw descriptor of the node's UDP socket, -1 until it has one.
     socket: AtomicI32,
+    /// The runtime's epoll instance, -1 if unknown: readable when any of the runtime's
+    /// descriptors (the port mapper's TCP streams, a cross-thread wake-up) has an event.
+    epoll: AtomicI32,
 }
 
 impl BusyWait {
     /// Spins at most `limit` per idle spell.
     pub fn new(limit: Duration) -> Self {
-        Self { limit, socket: AtomicI32::new(-1) }
+        Self { limit, socket: AtomicI32::new(-1), epoll: AtomicI32::new(-1) }
     }
 
     /// Whether it spins at all.
@@ -40,6 +43,12 @@ impl BusyWait {
     #[cfg(unix)]
     pub fn watch(&self, fd: std::os::fd::RawFd) {
         self.socket.store(fd, Ordering::Relaxed);
+    }
+
+    /// Watches `fd`, the epoll instance of the runtime whose workers spin, while spinning.
+    #[cfg(unix)]
+    pub fn watch_epoll(&self, fd: std::os::fd::RawFd) {
+        self.epoll.store(fd, Ordering::Relaxed);
     }
 
     /// Called by a worker about to sleep: returns when a datagram is waiting on the socket,
@@ -59,23 +68,34 @@ impl BusyWait {
         }
     }
 
-    /// Whether a datagram waits on the watched socket.
+    /// Whether a datagram waits on the watched socket, or the runtime has an event.
     #[cfg(unix)]
     fn socket_readable(&self) -> bool {
-        let fd = self.socket.load(Ordering::Relaxed);
-        if fd < 0 {
-            return false;
-        }
-        let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: `poll` points to one valid `pollfd` for the duration of the call, which
-        // does not block (timeout 0). A descriptor closed since only reads as ready or not.
-        unsafe { libc::poll(&mut poll, 1, 0) > 0 }
+        let watched = [self.socket.load(Ordering::Relaxed), self.epoll.load(Ordering::Relaxed)];
+        // A negative descriptor is ignored by poll(2).
+        let mut polls = watched.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
+        // SAFETY: `polls` holds two valid `pollfd`s for the duration of the call, which does
+        // not block (timeout 0). A descriptor closed since only reads as ready or not.
+        unsafe { libc::poll(polls.as_mut_ptr(), 2, 0) > 0 }
     }
 
     #[cfg(not(unix))]
     fn socket_readable(&self) -> bool {
         false
     }
+}
+
+/// This process's epoll instances (Linux): a runtime built between two calls added its own.
+#[cfg(target_os = "linux")]
+pub(crate) fn epoll_instances() -> std::collections::HashSet<std::os::fd::RawFd> {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return Default::default() };
+    fds.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let fd = entry.file_name().to_str()?.parse().ok()?;
+        let target = std::fs::read_link(entry.path()).ok()?;
+        (target.as_os_str() == "anon_inode:[eventpoll]").then_some(fd)
+    })
+    .collect()
 }
 
 #[cfg(test)]

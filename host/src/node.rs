@@ -209,6 +209,8 @@ impl Node {
             let busy_wait = Arc::clone(&busy_wait);
             builder.on_thread_park(move || busy_wait.before_park());
         }
+        #[cfg(target_os = "linux")]
+        let epolls_before = busy_wait.enabled().then(crate::busy_wait::epoll_instances);
         let runtime = builder
             .worker_threads(workers.max(1))
             .thread_name("spore-node")
@@ -223,6 +225,16 @@ impl Node {
             .enable_time()
             .enable_io()
             .build()?;
+        // The runtime's own epoll instance, for the busy-wait to watch: the one that its
+        // build added (if another thread built a runtime meanwhile, which is which is not
+        // known, and the spin watches only the node's socket and queue).
+        #[cfg(target_os = "linux")]
+        if let Some(before) = epolls_before
+            && let [epoll] =
+                crate::busy_wait::epoll_instances().difference(&before).copied().collect::<Vec<_>>()[..]
+        {
+            busy_wait.watch_epoll(epoll);
+        }
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let id = NodeId::of(&config.name);
         let incarnation = fresh_incarnation();
