@@ -4,14 +4,14 @@
 //! have to wake it: on a VM, waking an idle CPU costs tens of microseconds (the sender's
 //! `sendmsg` spent 16% of its time in that wake-up in W5). A request-reply exchange pays it
 //! at every hop. So a worker with nothing to do first spins for a short while, watching the
-//! node's socket and the runtime's queue, and goes to sleep only when nothing came: on the
+//! node's socket, the runtime's epoll instance and its queue, and goes to sleep only when
+//! nothing came: on the
 //! reference VM a remote round trip (W2) took 22 µs instead of 85 µs.
 //!
 //! The cost is CPU: up to the limit after each burst of work, a few percent of a core for a
 //! node that sees a message every few milliseconds. The spinning thread yields its CPU at
 //! every turn, so that other threads that want it (another node's, the compiler's) are not
-//! held up. [`NodeConfig::busy_wait`] sets the limit;
-//! zero turns it off.
+//! held up. [`NodeConfig::busy_wait`] sets the limit; zero turns it off.
 //!
 //! [`NodeConfig::busy_wait`]: crate::NodeConfig::busy_wait
 
@@ -51,15 +51,16 @@ impl BusyWait {
         self.epoll.store(fd, Ordering::Relaxed);
     }
 
-    /// Called by a worker about to sleep: returns when a datagram is waiting on the socket,
-    /// a task was queued for the runtime from outside, or the limit has passed. (Timers and
-    /// other descriptors wait for the limit at most.)
+    /// Called by a worker about to sleep: returns when a datagram waits on the socket, the
+    /// runtime's epoll instance has an event, a task was queued for the runtime from outside,
+    /// or the limit has passed. (A timer that falls due meanwhile waits for the limit at most,
+    /// as do other descriptors where the epoll instance is unknown.)
     pub fn before_park(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let metrics = runtime.metrics();
         let deadline = Instant::now() + self.limit;
         loop {
-            if self.socket_readable() || metrics.global_queue_depth() > 0 || Instant::now() >= deadline {
+            if self.event_waiting() || metrics.global_queue_depth() > 0 || Instant::now() >= deadline {
                 return;
             }
             // Other threads on this CPU (another node's workers, the compiler) run first:
@@ -70,7 +71,7 @@ impl BusyWait {
 
     /// Whether a datagram waits on the watched socket, or the runtime has an event.
     #[cfg(unix)]
-    fn socket_readable(&self) -> bool {
+    fn event_waiting(&self) -> bool {
         let watched = [self.socket.load(Ordering::Relaxed), self.epoll.load(Ordering::Relaxed)];
         // A negative descriptor is ignored by poll(2).
         let mut polls = watched.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
@@ -80,7 +81,7 @@ impl BusyWait {
     }
 
     #[cfg(not(unix))]
-    fn socket_readable(&self) -> bool {
+    fn event_waiting(&self) -> bool {
         false
     }
 }
