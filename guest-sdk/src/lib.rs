@@ -47,7 +47,7 @@
 //! With `default-features = false` the SDK is `no_std` + `alloc`, and a `#![no_std]` guest
 //! is about a third the size of the same guest on std: faster to ship, compile and
 //! instantiate. The SDK then brings what std would: a panic handler (the process exits
-//! with reason `panic` and the message), a global allocator (dlmalloc) and `cabi_realloc`.
+//! with reason `panic` and the message), a global allocator (Talc) and `cabi_realloc`.
 //! Such a guest has no `println!` and no WASI; everything else here works the same.
 
 #![no_std]

@@ -2,78 +2,43 @@
 //! and `cabi_realloc`, the export through which the host allocates the guest's arguments
 //! and replies (std's wasi-libc provides it otherwise).
 
-use alloc::alloc::{GlobalAlloc, Layout, alloc, realloc};
+use alloc::alloc::{Layout, alloc, realloc};
 use alloc::format;
 use core::arch::wasm32;
-use core::cell::UnsafeCell;
 use core::panic::PanicInfo;
-use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use dlmalloc::Dlmalloc;
+use talc::base::Talc;
+use talc::base::binning::Binning;
+use talc::cell::TalcSyncCell;
+use talc::wasm::WasmBinning;
 
 use crate::reason::ExitReason;
 
-/// dlmalloc over the memory the process starts with, then `memory.grow`.
+/// Talc over the memory the process starts with, then `memory.grow`. Talc, not dlmalloc
+/// (Rust's default on wasm): about 6 KB less code in every guest, which is shipped and
+/// compiled with every new module (W5b: the lean hello compiles 1.2 ms faster).
 #[global_allocator]
-static HEAP: Heap = Heap(UnsafeCell::new(heap()));
-
-/// dlmalloc asking the system for what it needs (not 64 KiB at a time): [`Memory`] rounds
-/// each piece to a 4 KiB boundary itself.
-const fn heap() -> Dlmalloc<Memory> {
-    let mut heap = Dlmalloc::new_with_allocator(Memory);
-    assert!(heap.set_granularity(64));
-    heap
-}
-
-/// The global allocator: one dlmalloc, unlocked (see [`crate::local`]: one thread).
-struct Heap(UnsafeCell<Dlmalloc<Memory>>);
-
-// SAFETY: built for single-threaded wasm32 only (crate::local), so no two threads ever
-// reach the allocator.
-unsafe impl Sync for Heap {}
-
-// SAFETY: forwards to dlmalloc, which upholds `GlobalAlloc`'s contract given exclusive
-// access, which the one thread has (no allocation re-enters the allocator).
-unsafe impl GlobalAlloc for Heap {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: see the impl.
-        unsafe { (*self.0.get()).malloc(layout.size(), layout.align()) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: see the impl; `ptr` came from this allocator with `layout`.
-        unsafe { (*self.0.get()).free(ptr, layout.size(), layout.align()) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: see the impl.
-        unsafe { (*self.0.get()).calloc(layout.size(), layout.align()) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: see the impl; `ptr` came from this allocator with `layout`.
-        unsafe { (*self.0.get()).realloc(ptr, layout.size(), layout.align(), new_size) }
-    }
-}
+static HEAP: TalcSyncCell<Memory, WasmBinning> = TalcSyncCell::new_wasm(Memory { end: None });
 
 unsafe extern "C" {
     /// Where the linker put the end of static data: the heap may start here.
     static __heap_base: u8;
 }
 
-/// Linear memory as dlmalloc's system: it hands out memory from `__heap_base` upwards, in
-/// pieces that end on a 4 KiB boundary, first from the free tail of the memory the instance
+/// Linear memory as Talc's source: one heap from `__heap_base` upwards, extended in pieces
+/// that end on a 4 KiB boundary, first into the free tail of the memory the instance
 /// starts with (~58 KB in a small guest), then growing the memory as needed. So a process
-/// touches only the pages it uses: dlmalloc marks the end of each piece, and a small
-/// process's first piece ends on the page its static data ends on. Most never call
-/// `memory.grow`, a call into the host that also costs a TLB flush when the instance's slot
-/// is reset. Nothing else in a guest without std grows the memory, so what lies above the
-/// last piece handed out is free.
-struct Memory;
-
-/// The end of what [`Memory`] has handed out, 0 before the first piece.
-static HANDED_OUT: AtomicUsize = AtomicUsize::new(0);
+/// touches only the pages it uses: a small process's heap ends on the page its static
+/// data ends on. Most never call `memory.grow`, a call into the host that also costs a
+/// TLB flush when the instance's slot is reset. Nothing else in a guest without std grows
+/// the memory, so what lies above the heap's end is free.
+#[derive(Debug)]
+struct Memory {
+    /// The heap's end, as Talc last reported it; `None` before the first piece.
+    end: Option<NonNull<u8>>,
+}
 
 /// Wasm's page size.
 const PAGE: usize = 64 << 10;
@@ -81,47 +46,33 @@ const PAGE: usize = 64 << 10;
 /// The host's page size: what a process's resident memory is counted in.
 const OS_PAGE: usize = 4 << 10;
 
-// SAFETY: hands out each byte of linear memory above the static data at most once, in
-// contiguous pieces, and never takes any back.
-unsafe impl dlmalloc::Allocator for Memory {
-    fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
-        let start = match HANDED_OUT.load(Ordering::Relaxed) {
-            0 => ptr::addr_of!(__heap_base) as usize,
-            end => end,
+/// Room for Talc's own bookkeeping in a piece: its bin lists in the first, a chunk's
+/// header and tag in any.
+const PIECE_OVERHEAD: usize = talc::min_first_heap_size::<WasmBinning>() + 64;
+
+// SAFETY: hands Talc each byte of linear memory above the static data at most once, as one
+// heap it only ever extends, and nothing else writes there (no std, no other allocator).
+unsafe impl talc::source::Source for Memory {
+    fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
+        let start = match talc.source.end {
+            None => ptr::addr_of!(__heap_base) as usize,
+            Some(end) => end.as_ptr() as usize,
         };
-        let Some(end) = start.checked_add(size).and_then(|e| e.checked_next_multiple_of(OS_PAGE)) else {
-            return (ptr::null_mut(), 0, 0);
-        };
+        let need = layout.size().checked_add(layout.align() + PIECE_OVERHEAD).ok_or(())?;
+        let end = start.checked_add(need).and_then(|e| e.checked_next_multiple_of(OS_PAGE)).ok_or(())?;
         let free = (wasm32::memory_size(0) * PAGE).saturating_sub(start);
         if free < end - start && wasm32::memory_grow(0, (end - start - free).div_ceil(PAGE)) == usize::MAX {
-            return (ptr::null_mut(), 0, 0);
+            return Err(());
         }
-        HANDED_OUT.store(end, Ordering::Relaxed);
-        (start as *mut u8, end - start, 0)
-    }
-
-    fn remap(&self, _ptr: *mut u8, _old: usize, _new: usize, _can_move: bool) -> *mut u8 {
-        ptr::null_mut()
-    }
-
-    fn free_part(&self, _ptr: *mut u8, _old: usize, _new: usize) -> bool {
-        false
-    }
-
-    fn free(&self, _ptr: *mut u8, _size: usize) -> bool {
-        false
-    }
-
-    fn can_release_part(&self, _flags: u32) -> bool {
-        false
-    }
-
-    fn allocates_zeros(&self) -> bool {
-        true
-    }
-
-    fn page_size(&self) -> usize {
-        PAGE
+        // SAFETY: `start..end` lies in linear memory (grown above if needed), above the
+        // static data and above every piece handed out before, and is Talc's alone.
+        talc.source.end = Some(unsafe {
+            match talc.source.end {
+                None => talc.claim(start as *mut u8, end - start).ok_or(())?,
+                Some(old) => talc.extend(old, end as *mut u8),
+            }
+        });
+        Ok(())
     }
 }
 

@@ -50,6 +50,9 @@ pub(super) struct Decoder<'de> {
     input: &'de [u8],
     pos: usize,
     depth: u32,
+    /// Whether a text may stand for a number, a boolean or a character, parsed from it:
+    /// entry arguments from the command line.
+    texts: bool,
 }
 
 /// An error with a fixed text.
@@ -65,7 +68,45 @@ fn truncated() -> CodecError {
 impl<'de> Decoder<'de> {
     /// A decoder at the start of `input`.
     pub(super) fn new(input: &'de [u8]) -> Self {
-        Self { input, pos: 0, depth: 0 }
+        Self { input, pos: 0, depth: 0, texts: false }
+    }
+
+    /// A decoder at the start of `input` that parses texts into the numbers, booleans and
+    /// characters asked for. The same type as [`Decoder::new`]'s, so that decoding a
+    /// type both ways costs a guest no second copy of its deserialization code.
+    pub(super) fn parsing_texts(input: &'de [u8]) -> Self {
+        Self { texts: true, ..Self::new(input) }
+    }
+
+    /// Whether the input is an array of texts and nothing else.
+    pub(super) fn texts_only(mut self) -> bool {
+        let Ok(array) = self.head() else { return false };
+        if array.major != major::ARRAY {
+            return false;
+        }
+        let mut left = array.value;
+        loop {
+            let ended = if array.indefinite() { self.at_break().unwrap_or(false) } else { left == 0 };
+            if ended {
+                return self.end().is_ok();
+            }
+            left = left.saturating_sub(1);
+            match self.head() {
+                Ok(head) if head.major == major::TEXT && self.string(head).is_ok() => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// The next item, consumed, if texts are parsed and it is one.
+    fn text_to_parse(&mut self) -> Result<Option<Cow<'de, str>>, CodecError> {
+        if !self.texts || self.peek()? & 0xe0 != major::TEXT {
+            return Ok(None);
+        }
+        match self.item()? {
+            Item::Text(text) => Ok(Some(text)),
+            _ => Err(error("expected a text")),
+        }
     }
 
     /// Reads the head of a call's arguments, tag `CALL_TAG` over `[caller, reference, args]`,
@@ -298,6 +339,108 @@ impl<'de> Decoder<'de> {
     }
 }
 
+/// An integer parsed from a text argument.
+enum ParsedInt {
+    Unsigned(u64),
+    Negative(i64),
+}
+
+/// Parses a text argument as a decimal integer, for a parameter of type `ty` (named in the
+/// error); its visitor checks the range. Not generic, and not `str::parse`, whose error
+/// formatting every guest would carry: one small copy serves every integer type.
+#[inline(never)]
+fn parse_int(text: &str, ty: &str) -> Result<ParsedInt, CodecError> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if digits.is_empty() {
+        return Err(not_a(text, ty, "no digits"));
+    }
+    let mut magnitude: u64 = 0;
+    for byte in digits.bytes() {
+        let digit = match byte {
+            b'0'..=b'9' => u64::from(byte - b'0'),
+            _ => return Err(not_a(text, ty, "invalid digit")),
+        };
+        magnitude = magnitude
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(digit))
+            .ok_or_else(|| not_a(text, ty, "out of range"))?;
+    }
+    if !negative {
+        return Ok(ParsedInt::Unsigned(magnitude));
+    }
+    match 0i64.checked_sub_unsigned(magnitude) {
+        Some(n) => Ok(ParsedInt::Negative(n)),
+        None => Err(not_a(text, ty, "out of range")),
+    }
+}
+
+/// Parses a text argument as a floating-point number.
+fn parse_float<F: core::str::FromStr>(text: &str) -> Result<F, CodecError> {
+    text.parse().map_err(|_| not_a(text, "floating-point number", "invalid float literal"))
+}
+
+/// The integer `deserialize_*` methods: a text, when texts are parsed, is parsed into an
+/// integer; anything else is read as it is.
+macro_rules! integers {
+    ($($method:ident : $ty:ty),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+            match self.text_to_parse()? {
+                Some(text) => match parse_int(&text, stringify!($ty))? {
+                    ParsedInt::Unsigned(n) => visitor.visit_u64(n),
+                    ParsedInt::Negative(n) => visitor.visit_i64(n),
+                },
+                None => self.visit(visitor),
+            }
+        }
+    )*};
+}
+
+/// A text argument that does not parse as a `ty`, and `why`.
+#[inline(never)]
+fn not_a(text: &str, ty: &str, why: &str) -> CodecError {
+    let mut message = String::with_capacity(text.len() + ty.len() + why.len() + 12);
+    for part in ["`", text, "` is not a ", ty, ": ", why] {
+        message.push_str(part);
+    }
+    CodecError(message)
+}
+
+/// Parses a text argument as a boolean (`true` or `false`).
+#[inline(never)]
+fn parse_bool(text: &str) -> Result<bool, CodecError> {
+    match text {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(not_a(text, "bool", "neither true nor false")),
+    }
+}
+
+/// Parses a text argument as one character.
+#[inline(never)]
+fn parse_char(text: &str) -> Result<char, CodecError> {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Ok(c),
+        _ => Err(not_a(text, "char", "not one character")),
+    }
+}
+
+/// The other scalar `deserialize_*` methods: a text, when texts are parsed, is parsed into
+/// the type; anything else is read as it is.
+macro_rules! scalars {
+    ($($method:ident => $visit:ident : $parse:expr),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+            match self.text_to_parse()? {
+                Some(text) => visitor.$visit($parse(&text)?),
+                None => self.visit(visitor),
+            }
+        }
+    )*};
+}
+
 /// Text that is not UTF-8.
 fn not_utf8() -> CodecError {
     error("a text string that is not UTF-8")
@@ -392,9 +535,26 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor.visit_unit()
     }
 
+    integers! {
+        deserialize_i8: i8,
+        deserialize_i16: i16,
+        deserialize_i32: i32,
+        deserialize_i64: i64,
+        deserialize_u8: u8,
+        deserialize_u16: u16,
+        deserialize_u32: u32,
+        deserialize_u64: u64,
+    }
+
+    scalars! {
+        deserialize_bool => visit_bool: parse_bool,
+        deserialize_f32 => visit_f32: parse_float::<f32>,
+        deserialize_f64 => visit_f64: parse_float::<f64>,
+        deserialize_char => visit_char: parse_char,
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        seq tuple tuple_struct map struct identifier
+        i128 u128 str string bytes byte_buf seq tuple tuple_struct map struct identifier
     }
 }
 

@@ -18,7 +18,7 @@ mod encode;
 #[cfg(test)]
 mod tests;
 
-use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
+use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Serialize};
 
 /// The serde name through which [`Pid`](crate::Pid) asks this codec for its CBOR tag (other
@@ -142,84 +142,11 @@ pub fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, CodecErro
 pub fn decode_args<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let bytes = if bytes.is_empty() { &[0x80][..] } else { bytes };
     let typed = decode::<T>(bytes);
-    if typed.is_ok() {
-        return typed;
+    if typed.is_ok() || !decode::Decoder::new(bytes).texts_only() {
+        return typed.map_err(|e| CodecError(format!("bad arguments: {e}")));
     }
-    match decode::<Vec<String>>(bytes) {
-        Ok(texts) => {
-            T::deserialize(de::value::SeqDeserializer::<_, CodecError>::new(texts.into_iter().map(TextArg)))
-                .map_err(|e| CodecError(format!("bad arguments: {e}")))
-        }
-        Err(_) => typed.map_err(|e| CodecError(format!("bad arguments: {e}"))),
-    }
-}
-
-/// One command-line argument, deserializable into any type that can be parsed from text.
-struct TextArg(String);
-
-impl<'de> IntoDeserializer<'de, CodecError> for TextArg {
-    type Deserializer = Self;
-    fn into_deserializer(self) -> Self {
-        self
-    }
-}
-
-macro_rules! parse_as {
-    ($($method:ident => $visit:ident : $ty:ty),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-            let parsed = self.0.parse::<$ty>().map_err(|e| {
-                de::Error::custom(format!("`{}` is not a {}: {e}", self.0, stringify!($ty)))
-            })?;
-            visitor.$visit(parsed)
-        }
-    )*};
-}
-
-impl<'de> de::Deserializer<'de> for TextArg {
-    type Error = CodecError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_string(self.0)
-    }
-
-    parse_as! {
-        deserialize_bool => visit_bool: bool,
-        deserialize_i8 => visit_i8: i8,
-        deserialize_i16 => visit_i16: i16,
-        deserialize_i32 => visit_i32: i32,
-        deserialize_i64 => visit_i64: i64,
-        deserialize_u8 => visit_u8: u8,
-        deserialize_u16 => visit_u16: u16,
-        deserialize_u32 => visit_u32: u32,
-        deserialize_u64 => visit_u64: u64,
-        deserialize_f32 => visit_f32: f32,
-        deserialize_f64 => visit_f64: f64,
-        deserialize_char => visit_char: char,
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_some(self)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        visitor.visit_enum(self.0.into_deserializer())
-    }
-
-    serde::forward_to_deserialize_any! {
-        i128 u128 str string bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
-        identifier ignored_any
-    }
+    let mut decoder = decode::Decoder::parsing_texts(bytes);
+    T::deserialize(&mut decoder)
+        .and_then(|value| decoder.end().map(|()| value))
+        .map_err(|e| CodecError(format!("bad arguments: {e}")))
 }

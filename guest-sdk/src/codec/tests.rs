@@ -1,6 +1,7 @@
 //! The codec against ciborium (the host's CBOR library), hostile input, and text arguments.
 
 use super::*;
+use serde::de::Visitor;
 
 #[test]
 fn typed_args_round_trip() {
@@ -14,6 +15,28 @@ fn text_args_are_parsed() {
     let bytes = encode(&["3", "pong@localhost"]).unwrap();
     let (n, node): (u32, String) = decode_args(&bytes).unwrap();
     assert_eq!((n, node.as_str()), (3, "pong@localhost"));
+}
+
+#[test]
+fn text_args_parse_into_every_scalar_type() {
+    let bytes = encode(&["-7", "+8", "true", "é", "2.5", "x", "18446744073709551615"]).unwrap();
+    let args: (i8, u16, bool, char, f64, String, u64) = decode_args(&bytes).unwrap();
+    assert_eq!(args, (-7, 8, true, 'é', 2.5, "x".to_owned(), u64::MAX));
+    for (text, want) in [("", "no digits"), ("1x", "invalid digit"), ("18446744073709551616", "out of range")] {
+        let err = decode_args::<(u64,)>(&encode(&[text]).unwrap()).unwrap_err();
+        assert!(err.0.contains(want), "{text}: {err}");
+    }
+    let err = decode_args::<(u8,)>(&encode(&["300"]).unwrap()).unwrap_err();
+    assert!(err.0.contains("300"), "{err}");
+    let err = decode_args::<(i64,)>(&encode(&["-9223372036854775809"]).unwrap()).unwrap_err();
+    assert!(err.0.contains("out of range"), "{err}");
+}
+
+#[test]
+fn texts_are_parsed_only_for_arguments_that_are_all_texts() {
+    let err = decode_args::<(u32, u32)>(&encode(&(1u32, "2")).unwrap()).unwrap_err();
+    assert!(err.0.starts_with("bad arguments: invalid type"), "{err}");
+    assert!(decode::<(u32,)>(&encode(&["3"]).unwrap()).is_err(), "messages are never parsed from text");
 }
 
 #[test]
