@@ -47,6 +47,20 @@ impl Pid {
         self.index
     }
 
+    /// A pid from its fields.
+    pub(crate) fn from_parts(node: u64, incarnation: u32, index: u64) -> Pid {
+        Pid { node, incarnation, index }
+    }
+
+    /// The pid as [`crate::codec`] hands it to [`PidVisitor`]: node, incarnation, index.
+    pub(crate) fn to_bytes(self) -> [u8; 20] {
+        let mut bytes = [0; 20];
+        bytes[..8].copy_from_slice(&self.node.to_le_bytes());
+        bytes[8..12].copy_from_slice(&self.incarnation.to_le_bytes());
+        bytes[12..].copy_from_slice(&self.index.to_le_bytes());
+        bytes
+    }
+
     pub(crate) fn to_wit(self) -> wit::Pid {
         wit::Pid { node: self.node, incarnation: self.incarnation, index: self.index }
     }
@@ -138,6 +152,19 @@ impl<'de> Visitor<'de> for PidVisitor {
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a pid")
+    }
+
+    /// The pid as Spore's codec hands it over, already read ([`Pid::to_bytes`]).
+    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Pid, E> {
+        let field = |range: core::ops::Range<usize>| bytes.get(range).unwrap_or_default();
+        match (field(0..8).try_into(), field(8..12).try_into(), field(12..20).try_into()) {
+            (Ok(node), Ok(incarnation), Ok(index)) if bytes.len() == 20 => Ok(Pid {
+                node: u64::from_le_bytes(node),
+                incarnation: u32::from_le_bytes(incarnation),
+                index: u64::from_le_bytes(index),
+            }),
+            _ => Err(de::Error::invalid_length(bytes.len(), &self)),
+        }
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Pid, D::Error> {

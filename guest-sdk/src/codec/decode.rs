@@ -9,7 +9,7 @@ use serde::de::{self, DeserializeSeed, Visitor};
 
 use super::encode::{INDEFINITE, major, simple};
 use super::{CodecError, PID_MARKER};
-use crate::pid::PID_TAG;
+use crate::pid::{PID_TAG, Pid};
 use crate::rpc::CALL_TAG;
 
 /// How deeply arrays, maps and tags may nest: a hostile message cannot exhaust the stack.
@@ -118,8 +118,10 @@ impl<'de> Decoder<'de> {
         {
             return Err(error("not a call"));
         }
-        let caller = de::Deserialize::deserialize(&mut *self)?;
-        let reference = de::Deserialize::deserialize(&mut *self)?;
+        let caller = self.pid()?;
+        let Item::Unsigned(reference) = self.item()? else {
+            return Err(error("a call's reference is an unsigned integer"));
+        };
         Ok((caller, reference))
     }
 
@@ -299,36 +301,77 @@ impl<'de> Decoder<'de> {
         })
     }
 
-    /// Hands the next item to `visitor`.
+    /// Hands the next item to `visitor`, whatever it is: for `deserialize_any`. The typed
+    /// `deserialize_*` methods hand over only what their type can be, so that each
+    /// visitor's code has one or two arms instead of all of these.
     fn visit<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, CodecError> {
         match self.item()? {
             Item::Unsigned(v) => visitor.visit_u64(v),
             Item::Negative(v) => visitor.visit_i64(v),
-            Item::Bytes(Cow::Borrowed(bytes)) => visitor.visit_borrowed_bytes(bytes),
-            Item::Bytes(Cow::Owned(bytes)) => visitor.visit_byte_buf(bytes),
-            Item::Text(Cow::Borrowed(text)) => visitor.visit_borrowed_str(text),
-            Item::Text(Cow::Owned(text)) => visitor.visit_string(text),
-            Item::Array(left) => {
-                self.enter()?;
-                let mut seq = Seq { de: self, left };
-                let value = visitor.visit_seq(&mut seq)?;
-                seq.finish()?;
-                self.leave();
-                Ok(value)
-            }
-            Item::Map(left) => {
-                self.enter()?;
-                let mut map = Map { de: self, left };
-                let value = visitor.visit_map(&mut map)?;
-                map.finish()?;
-                self.leave();
-                Ok(value)
-            }
+            Item::Bytes(bytes) => visit_bytes(bytes, visitor),
+            Item::Text(text) => visit_text(text, visitor),
+            Item::Array(left) => self.array(left, visitor),
+            Item::Map(left) => self.map(left, visitor),
             Item::Bool(b) => visitor.visit_bool(b),
             Item::Null => visitor.visit_unit(),
             Item::F32(f) => visitor.visit_f32(f),
             Item::F64(f) => visitor.visit_f64(f),
         }
+    }
+
+    /// Hands `visitor` the elements of an array whose head has been read.
+    fn array<V: Visitor<'de>>(&mut self, left: Option<usize>, visitor: V) -> Result<V::Value, CodecError> {
+        self.enter()?;
+        let mut seq = Seq { de: self, left };
+        let value = visitor.visit_seq(&mut seq)?;
+        seq.finish()?;
+        self.leave();
+        Ok(value)
+    }
+
+    /// Hands `visitor` the entries of a map whose head has been read.
+    fn map<V: Visitor<'de>>(&mut self, left: Option<usize>, visitor: V) -> Result<V::Value, CodecError> {
+        self.enter()?;
+        let mut map = Map { de: self, left };
+        let value = visitor.visit_map(&mut map)?;
+        map.finish()?;
+        self.leave();
+        Ok(value)
+    }
+
+    /// Hands `visitor` a number, for a float.
+    fn float<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.item()? {
+            Item::F64(f) => visitor.visit_f64(f),
+            Item::F32(f) => visitor.visit_f32(f),
+            Item::Unsigned(n) => visitor.visit_u64(n),
+            Item::Negative(n) => visitor.visit_i64(n),
+            other => mismatch(&other, &visitor),
+        }
+    }
+
+    /// Reads a pid: tag [`PID_TAG`] over `[node-name, incarnation, index]`.
+    #[inline(never)]
+    fn pid(&mut self) -> Result<Pid, CodecError> {
+        let tag = self.head()?;
+        if tag.major != major::TAG || tag.value != PID_TAG {
+            return Err(error("expected a pid (tag SPID)"));
+        }
+        let bad = || error("a pid is [node-name, incarnation, index]");
+        let Item::Array(length) = self.item()? else { return Err(bad()) };
+        if length.is_some_and(|n| n != 3) {
+            return Err(bad());
+        }
+        let Item::Text(name) = self.item()? else { return Err(bad()) };
+        let node = crate::pid::node_id(&name);
+        let (Item::Unsigned(incarnation), Item::Unsigned(index)) = (self.item()?, self.item()?) else {
+            return Err(bad());
+        };
+        let incarnation = u32::try_from(incarnation).map_err(|_| bad())?;
+        if length.is_none() && !self.at_break()? {
+            return Err(bad());
+        }
+        Ok(Pid::from_parts(node, incarnation, index))
     }
 
     /// Consumes a null or undefined if one is next.
@@ -392,7 +435,11 @@ macro_rules! integers {
                     ParsedInt::Unsigned(n) => visitor.visit_u64(n),
                     ParsedInt::Negative(n) => visitor.visit_i64(n),
                 },
-                None => self.visit(visitor),
+                None => match self.item()? {
+                    Item::Unsigned(n) => visitor.visit_u64(n),
+                    Item::Negative(n) => visitor.visit_i64(n),
+                    other => mismatch(&other, &visitor),
+                },
             }
         }
     )*};
@@ -428,17 +475,42 @@ fn parse_char(text: &str) -> Result<char, CodecError> {
     }
 }
 
-/// The other scalar `deserialize_*` methods: a text, when texts are parsed, is parsed into
-/// the type; anything else is read as it is.
-macro_rules! scalars {
-    ($($method:ident => $visit:ident : $parse:expr),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-            match self.text_to_parse()? {
-                Some(text) => visitor.$visit($parse(&text)?),
-                None => self.visit(visitor),
-            }
-        }
-    )*};
+/// Hands `visitor` a byte string.
+fn visit_bytes<'de, V: Visitor<'de>>(bytes: Cow<'de, [u8]>, visitor: V) -> Result<V::Value, CodecError> {
+    match bytes {
+        Cow::Borrowed(bytes) => visitor.visit_borrowed_bytes(bytes),
+        Cow::Owned(bytes) => visitor.visit_byte_buf(bytes),
+    }
+}
+
+/// Hands `visitor` a text string.
+fn visit_text<'de, V: Visitor<'de>>(text: Cow<'de, str>, visitor: V) -> Result<V::Value, CodecError> {
+    match text {
+        Cow::Borrowed(text) => visitor.visit_borrowed_str(text),
+        Cow::Owned(text) => visitor.visit_string(text),
+    }
+}
+
+/// The error for an item that `expected` cannot take.
+fn mismatch<'de, T>(item: &Item<'_>, expected: &impl Visitor<'de>) -> Result<T, CodecError> {
+    Err(de::Error::invalid_type(unexpected(item), expected))
+}
+
+/// An item as serde names it in errors.
+fn unexpected<'a>(item: &'a Item<'_>) -> de::Unexpected<'a> {
+    use de::Unexpected as U;
+    match item {
+        Item::Unsigned(v) => U::Unsigned(*v),
+        Item::Negative(v) => U::Signed(*v),
+        Item::Bytes(bytes) => U::Bytes(bytes),
+        Item::Text(text) => U::Str(text),
+        Item::Array(_) => U::Seq,
+        Item::Map(_) => U::Map,
+        Item::Bool(b) => U::Bool(*b),
+        Item::Null => U::Unit,
+        Item::F32(f) => U::Float(f64::from(*f)),
+        Item::F64(f) => U::Float(*f),
+    }
 }
 
 /// Text that is not UTF-8.
@@ -497,10 +569,9 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         visitor: V,
     ) -> Result<V::Value, CodecError> {
         if name == PID_MARKER {
-            let head = self.head()?;
-            if head.major != major::TAG || head.value != PID_TAG {
-                return Err(error("expected a pid (tag SPID)"));
-            }
+            // Read here, not through the visitor: one copy of this code in a guest, not one
+            // per place a pid is decoded.
+            return visitor.visit_bytes(&self.pid()?.to_bytes());
         }
         visitor.visit_newtype_struct(self)
     }
@@ -546,15 +617,113 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         deserialize_u64: u64,
     }
 
-    scalars! {
-        deserialize_bool => visit_bool: parse_bool,
-        deserialize_f32 => visit_f32: parse_float::<f32>,
-        deserialize_f64 => visit_f64: parse_float::<f64>,
-        deserialize_char => visit_char: parse_char,
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let Some(text) = self.text_to_parse()? {
+            return visitor.visit_bool(parse_bool(&text)?);
+        }
+        match self.item()? {
+            Item::Bool(b) => visitor.visit_bool(b),
+            other => mismatch(&other, &visitor),
+        }
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let Some(text) = self.text_to_parse()? {
+            return visitor.visit_f32(parse_float(&text)?);
+        }
+        self.float(visitor)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let Some(text) = self.text_to_parse()? {
+            return visitor.visit_f64(parse_float(&text)?);
+        }
+        self.float(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let Some(text) = self.text_to_parse()? {
+            return visitor.visit_char(parse_char(&text)?);
+        }
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.item()? {
+            Item::Text(text) => visit_text(text, visitor),
+            Item::Bytes(bytes) => visit_bytes(bytes, visitor),
+            other => mismatch(&other, &visitor),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.item()? {
+            Item::Bytes(bytes) => visit_bytes(bytes, visitor),
+            Item::Text(text) => visit_text(text, visitor),
+            Item::Array(left) => self.array(left, visitor),
+            other => mismatch(&other, &visitor),
+        }
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        self.deserialize_bytes(visitor)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.item()? {
+            Item::Array(left) => self.array(left, visitor),
+            other => mismatch(&other, &visitor),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, CodecError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.item()? {
+            Item::Map(left) => self.map(left, visitor),
+            other => mismatch(&other, &visitor),
+        }
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, CodecError> {
+        match self.item()? {
+            Item::Map(left) => self.map(left, visitor),
+            Item::Array(left) => self.array(left, visitor),
+            other => mismatch(&other, &visitor),
+        }
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        match self.item()? {
+            Item::Text(text) => visit_text(text, visitor),
+            Item::Unsigned(n) => visitor.visit_u64(n),
+            Item::Bytes(bytes) => visit_bytes(bytes, visitor),
+            other => mismatch(&other, &visitor),
+        }
     }
 
     serde::forward_to_deserialize_any! {
-        i128 u128 str string bytes byte_buf seq tuple tuple_struct map struct identifier
+        i128 u128
     }
 }
 

@@ -22,7 +22,8 @@ fn text_args_parse_into_every_scalar_type() {
     let bytes = encode(&["-7", "+8", "true", "é", "2.5", "x", "18446744073709551615"]).unwrap();
     let args: (i8, u16, bool, char, f64, String, u64) = decode_args(&bytes).unwrap();
     assert_eq!(args, (-7, 8, true, 'é', 2.5, "x".to_owned(), u64::MAX));
-    for (text, want) in [("", "no digits"), ("1x", "invalid digit"), ("18446744073709551616", "out of range")] {
+    for (text, want) in [("", "no digits"), ("1x", "invalid digit"), ("18446744073709551616", "out of range")]
+    {
         let err = decode_args::<(u64,)>(&encode(&[text]).unwrap()).unwrap_err();
         assert!(err.0.contains(want), "{text}: {err}");
     }
