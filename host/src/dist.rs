@@ -7,7 +7,7 @@
 //! signals (links, exits, monitors) never wait, and share the queue so that, per pair of
 //! processes, everything arrives in the order sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -107,7 +107,13 @@ pub(crate) struct Peer {
     credit: Arc<Semaphore>,
     link: Mutex<Link>,
     status: watch::Sender<Status>,
+    /// Modules whose bytes a spawn request brought to the node (at most
+    /// [`MAX_OFFERED`], then forgotten).
+    offered: Mutex<HashSet<ModuleId>>,
 }
+
+/// Modules a peer remembers having brought to a node.
+const MAX_OFFERED: usize = 4096;
 
 impl Peer {
     fn new(name: &str) -> Arc<Self> {
@@ -119,7 +125,17 @@ impl Peer {
             credit: Arc::new(Semaphore::new(SEND_CREDIT_BYTES)),
             link: Mutex::new(Link::Connecting { queue: Some(rx) }),
             status: watch::channel(Status::Pending).0,
+            offered: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Whether `module` is brought to this node for the first time (remembering it).
+    pub fn first_offer(&self, module: ModuleId) -> bool {
+        let mut offered = self.offered.lock();
+        if offered.len() >= MAX_OFFERED {
+            offered.clear();
+        }
+        offered.insert(module)
     }
 
     /// The peer's incarnation once connected.

@@ -38,7 +38,7 @@ pub struct ModuleHeader {
 }
 
 /// Version of the frame protocol; both hellos must carry the same.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The ALPN protocol name of Spore connections.
 pub const ALPN: &[u8] = b"spore/1";
@@ -214,8 +214,11 @@ pub enum Frame {
         /// The last delivered frame.
         seq: u64,
     },
-    /// Spawn `entry` of `module` on the receiving node; the arguments follow. The receiver
-    /// answers [`Frame::SpawnNeed`] if it lacks the module, then [`Frame::SpawnReply`].
+    /// Spawn `entry` of `module` on the receiving node; the arguments follow, then the
+    /// module's bytes if `code_bytes` is not 0 (the sender's first spawn of a small module
+    /// on that node: no round trip to ask for it). The receiver answers
+    /// [`Frame::SpawnNeed`] if it lacks the module and got no bytes, then
+    /// [`Frame::SpawnReply`].
     SpawnRequest {
         /// Echoed in the answers.
         reference: u64,
@@ -241,6 +244,8 @@ pub enum Frame {
         fuel: Option<u64>,
         /// Grant real clocks (environment and files never cross nodes).
         clock: bool,
+        /// Bytes of the module at the end of the payload, after the arguments (0: none).
+        code_bytes: u32,
     },
     /// The receiver does not have `module`: send its bytes on a stream of their own.
     SpawnNeed {

@@ -31,6 +31,18 @@ async fn a_module_is_shipped_once_however_many_spawns_follow() -> anyhow::Result
     }
     assert_eq!(a.stats().modules_shipped, 1, "{:?}", a.stats());
     assert_eq!(b.stats().modules_received, 1, "{:?}", b.stats());
+
+    // A large module is not brought in the request: the target asks for it, and it comes
+    // on a stream of its own, once.
+    let echo = std::fs::read(guests::ECHO)?;
+    let large = spore_tests::with_custom_section(&echo, "ballast", &vec![7; 300 << 10]);
+    for i in 0..2u64 {
+        let pid = me.spawn_on(b.name(), SpawnRequest::from_bytes(large.clone(), "echo")).await?;
+        me.send(pid, 1, cbor::to_bytes(&int(i))).await?;
+        ensure!(next_message(&mut me).await? == (pid, int(i)));
+    }
+    assert_eq!(a.stats().modules_shipped, 2, "{:?}", a.stats());
+    assert_eq!(b.stats().modules_received, 2, "{:?}", b.stats());
     Ok(())
 }
 
@@ -86,20 +98,7 @@ async fn bytes_that_do_not_match_their_hash_are_refused() -> anyhow::Result<()> 
     let echo = std::fs::read(guests::ECHO)?;
     let module = spore_host::ModuleId::of(&echo);
     let rogue = spore_host::Pid { node: spore_host::NodeId::of("rogue@localhost"), incarnation: 1, index: 1 };
-    let request = Frame::SpawnRequest {
-        reference: 7,
-        module,
-        entry: "echo".into(),
-        parent: rogue,
-        leader: rogue,
-        leader_node: "rogue@localhost".into(),
-        link: false,
-        monitor: None,
-        memory_limit: None,
-        mailbox_limit: None,
-        fuel: None,
-        clock: false,
-    };
+    let request = rogue_spawn(7, module, rogue, 0);
     let mut buf = bytes::BytesMut::new();
     proto::encode(&request, &[], &mut buf);
     est.send.write_all(&buf).await?;
@@ -121,7 +120,44 @@ async fn bytes_that_do_not_match_their_hash_are_refused() -> anyhow::Result<()> 
     };
     ensure!(m.contains("hash mismatch"), "{m}");
     ensure!(b.process_count() == 0, "nothing was spawned");
+
+    // The same, with the bytes brought in the request itself.
+    let brought = rogue_spawn(8, module, rogue, corrupt.len() as u32);
+    let mut buf = bytes::BytesMut::new();
+    proto::encode(&brought, &corrupt, &mut buf);
+    est.send.write_all(&buf).await?;
+    let (reply, _) = est.reader.next().await?.context("no reply")?;
+    let Frame::SpawnReply { reference: 8, result: Err(SpawnError::InvalidModule(m)) } = reply else {
+        anyhow::bail!("expected a refusal, got {reply:?}");
+    };
+    ensure!(m.contains("hash mismatch"), "{m}");
+    ensure!(b.process_count() == 0, "nothing was spawned");
     Ok(())
+}
+
+/// A spawn request of `echo` from the rogue process `rogue`, with `code_bytes` of module
+/// bytes after its (empty) arguments.
+fn rogue_spawn(
+    reference: u64,
+    module: spore_host::ModuleId,
+    rogue: spore_host::Pid,
+    code_bytes: u32,
+) -> Frame {
+    Frame::SpawnRequest {
+        reference,
+        module,
+        entry: "echo".into(),
+        parent: rogue,
+        leader: rogue,
+        leader_node: "rogue@localhost".into(),
+        link: false,
+        monitor: None,
+        memory_limit: None,
+        mailbox_limit: None,
+        fuel: None,
+        clock: false,
+        code_bytes,
+    }
 }
 
 /// A node that completes the handshake, reads one spawn request, then does `then`.

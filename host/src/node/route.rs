@@ -152,6 +152,7 @@ impl NodeInner {
                 mailbox_limit,
                 fuel,
                 clock,
+                code_bytes,
             } => {
                 theirs(&parent)?;
                 if NodeId::of(&leader_node) != leader.node
@@ -167,11 +168,21 @@ impl NodeInner {
                     mailbox_limit: mailbox_limit.map(|n| n as usize),
                     fuel,
                 };
+                let mut args = payload;
+                let code_bytes = code_bytes as usize;
+                if code_bytes > args.len() {
+                    return Err(format!(
+                        "a spawn request of {} bytes claims {code_bytes} of code",
+                        args.len()
+                    ));
+                }
+                let code = (code_bytes > 0).then(|| args.split_off(args.len() - code_bytes));
                 let request = RemoteSpawn {
                     reference,
                     module,
                     entry,
-                    args: payload,
+                    args,
+                    code,
                     parent,
                     leader,
                     monitor,

@@ -1,12 +1,13 @@
 //! Spawning: here, and on other nodes by shipping the module's bytes when the target lacks
-//! them. The target answers a spawn request with `SpawnNeed` when it does not have the
-//! module; the bytes then travel once, on a stream of their own, and the target checks
+//! them. The first spawn of a small module on a node brings its bytes in the request; else
+//! the target answers a spawn request with `SpawnNeed` when it does not have the module,
+//! and the bytes then travel once, on a stream of their own. Either way the target checks
 //! they hash to the module's id before compiling them.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::{NodeInner, SpawnOpts, SpawnRequest};
@@ -22,6 +23,11 @@ use crate::proto::Frame;
 
 /// Longest entry name a remote spawn may carry.
 const MAX_ENTRY_BYTES: usize = 255;
+
+/// Largest module a spawn request brings along the first time it goes to a node, saving
+/// the round trip of [`Frame::SpawnNeed`]; larger ones go on a stream of their own, when
+/// asked, so that they do not hold up the connection's other frames.
+const BRING_CODE_BYTES: usize = 256 << 10;
 
 /// Who spawns, for an atomic link or monitor.
 pub(crate) enum Parent<'a> {
@@ -48,6 +54,8 @@ pub(crate) struct RemoteSpawn {
     pub entry: String,
     /// The encoded arguments.
     pub args: Bytes,
+    /// The module's bytes, when the request brought them.
+    pub code: Option<Bytes>,
     /// The spawning process.
     pub parent: Pid,
     /// The group leader the child joins.
@@ -224,6 +232,22 @@ impl NodeInner {
         let leader = parent.group_leader;
         let (reply, outcome) = oneshot::channel();
         let code = code.or_else(|| self.cache.get(&module).map(|m| m.bytes.clone()));
+        // The first spawn of a small module on this node brings its bytes along.
+        let brought = code.as_ref().filter(|c| {
+            c.len() <= BRING_CODE_BYTES
+                && c.len() + args.len() <= self.config.max_message_bytes
+                && peer.first_offer(module)
+        });
+        let (payload, code_bytes) = match brought {
+            Some(c) => {
+                dist.shipped.fetch_add(1, Ordering::Relaxed);
+                let mut payload = BytesMut::with_capacity(args.len() + c.len());
+                payload.extend_from_slice(&args);
+                payload.extend_from_slice(c);
+                (payload.freeze(), c.len() as u32)
+            }
+            None => (args, 0),
+        };
         dist.pending_spawns.lock().insert(
             reference,
             PendingSpawn {
@@ -249,8 +273,9 @@ impl NodeInner {
             mailbox_limit: opts.mailbox_limit.map(|n| n.min(u32::MAX as usize) as u32),
             fuel: opts.fuel,
             clock,
+            code_bytes,
         };
-        if !peer.message(frame, args).await {
+        if !peer.message(frame, payload).await {
             dist.pending_spawns.lock().remove(&reference);
             return Err(SpawnError::Unreachable(format!("{node}: connection lost")));
         }
@@ -322,14 +347,17 @@ impl NodeInner {
     /// answer once the child is instantiated, before it runs (so that its messages and exit
     /// signals follow the answer). A module in memory is spawned at once, by the connection's
     /// task, in the order of the frames; one to load or fetch first, by a task of its own.
-    pub(crate) fn serve_spawn(self: &Arc<Self>, peer: &Arc<Peer>, request: RemoteSpawn) {
+    pub(crate) fn serve_spawn(self: &Arc<Self>, peer: &Arc<Peer>, mut request: RemoteSpawn) {
         if let Some(module) = self.cache.get(&request.module) {
             self.spawn_for(peer, Ok(module), request);
             return;
         }
         let (node, peer) = (Arc::clone(self), Arc::clone(peer));
         tokio::spawn(async move {
-            let module = node.fetch_module(&peer, request.reference, request.module).await;
+            let module = match request.code.take() {
+                Some(code) => node.load_brought(request.module, code).await,
+                None => node.fetch_module(&peer, request.reference, request.module).await,
+            };
             node.spawn_for(&peer, module, request);
         });
     }
@@ -359,6 +387,34 @@ impl NodeInner {
                 peer.signal(Frame::SpawnReply { reference, result: Err(e) });
             }
         }
+    }
+
+    /// Loads the module a spawn request brought, checked against its id. Spawns of it that
+    /// arrive meanwhile without its bytes wait for this load instead of asking for them.
+    async fn load_brought(
+        self: &Arc<Self>,
+        id: ModuleId,
+        code: Bytes,
+    ) -> Result<Arc<LoadedModule>, SpawnError> {
+        let dist = self.dist.as_ref().ok_or_else(|| SpawnError::InvalidModule("not distributed".into()))?;
+        dist.received.fetch_add(1, Ordering::Relaxed);
+        let max = self.config.max_module_bytes;
+        if code.len() as u64 > max {
+            return Err(SpawnError::TooLarge(max));
+        }
+        let actual = ModuleId::of(&code);
+        if actual != id {
+            return Err(SpawnError::InvalidModule(format!(
+                "hash mismatch: the bytes brought as module {id} hash to {actual}"
+            )));
+        }
+        dist.wanted_modules.lock().entry(id).or_default();
+        let result = self.load(code).await.map_err(|e| SpawnError::InvalidModule(e.to_string()));
+        let waiters = dist.wanted_modules.lock().remove(&id).unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+        result
     }
 
     /// The module `id`: from the cache, or asked from `peer` and waited for.
