@@ -683,25 +683,22 @@ async fn receive_module(node: Weak<NodeInner>, mut recv: quinn::RecvStream) {
             ))),
             Ok(bytes) => {
                 dist.received.fetch_add(1, Ordering::Relaxed);
-                let actual = ModuleId::of(&bytes);
-                if actual == header.module {
-                    n.load(Bytes::from(bytes)).await.map_err(|e| SpawnError::InvalidModule(e.to_string()))
-                } else {
-                    Err(SpawnError::InvalidModule(format!(
-                        "hash mismatch: the bytes shipped as module {} hash to {actual}",
-                        header.module
-                    )))
-                }
+                n.load_shipped(header.module, Bytes::from(bytes)).await
             }
         }
     };
-    let waiters = dist.wanted_modules.lock().remove(&header.module).unwrap_or_default();
-    for w in waiters {
-        let _ = w.send(result.clone());
-    }
+    dist.settle(&header.module, &result);
 }
 
 impl Dist {
+    /// Hands the outcome of loading module `id` to the spawns waiting for it.
+    pub fn settle(&self, id: &ModuleId, result: &Result<Arc<LoadedModule>, SpawnError>) {
+        let waiters = self.wanted_modules.lock().remove(id).unwrap_or_default();
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+
     /// Ships the bytes of the module a peer asked for with `SpawnNeed`.
     pub fn ship(&self, peer: &Arc<Peer>, reference: u64, module: ModuleId) -> Result<(), String> {
         let code = {

@@ -402,19 +402,25 @@ impl NodeInner {
         if code.len() as u64 > max {
             return Err(SpawnError::TooLarge(max));
         }
-        let actual = ModuleId::of(&code);
+        dist.wanted_modules.lock().entry(id).or_default();
+        let result = self.load_shipped(id, code).await;
+        dist.settle(&id, &result);
+        result
+    }
+
+    /// Loads module bytes that came from another node, checked against the id they came as.
+    pub(crate) async fn load_shipped(
+        self: &Arc<Self>,
+        id: ModuleId,
+        bytes: Bytes,
+    ) -> Result<Arc<LoadedModule>, SpawnError> {
+        let actual = ModuleId::of(&bytes);
         if actual != id {
             return Err(SpawnError::InvalidModule(format!(
-                "hash mismatch: the bytes brought as module {id} hash to {actual}"
+                "hash mismatch: the bytes shipped as module {id} hash to {actual}"
             )));
         }
-        dist.wanted_modules.lock().entry(id).or_default();
-        let result = self.load(code).await.map_err(|e| SpawnError::InvalidModule(e.to_string()));
-        let waiters = dist.wanted_modules.lock().remove(&id).unwrap_or_default();
-        for w in waiters {
-            let _ = w.send(result.clone());
-        }
-        result
+        self.load(bytes).await.map_err(|e| SpawnError::InvalidModule(e.to_string()))
     }
 
     /// The module `id`: from the cache, or asked from `peer` and waited for.
