@@ -47,11 +47,6 @@ impl Pid {
         self.index
     }
 
-    /// A pid from its fields.
-    pub(crate) fn from_parts(node: u64, incarnation: u32, index: u64) -> Pid {
-        Pid { node, incarnation, index }
-    }
-
     /// The pid as [`crate::codec`] hands it to [`PidVisitor`]: node, incarnation, index.
     pub(crate) fn to_bytes(self) -> [u8; 20] {
         let mut bytes = [0; 20];

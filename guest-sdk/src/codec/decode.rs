@@ -360,7 +360,7 @@ impl<'de> Decoder<'de> {
         if length.is_none() && !self.at_break()? {
             return Err(bad());
         }
-        Ok(Pid::from_parts(node, incarnation, index))
+        Ok(Pid { node, incarnation, index })
     }
 
     /// Consumes a null or undefined if one is next.
