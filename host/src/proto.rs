@@ -19,7 +19,9 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use codec::{DecodeError, FrameSplitter, MAX_HEADER_BYTES, decode, decode_shared, encode, missing};
+pub use codec::{
+    DecodeError, FrameSplitter, MAX_HEADER_BYTES, decode, decode_shared, encode, encode_head, missing,
+};
 pub use handshake::{Handshake, HandshakeError, Role};
 
 use crate::cache::ModuleId;

@@ -29,6 +29,14 @@ pub enum DecodeError {
 
 /// Appends `frame` and its `payload` to `out`.
 pub fn encode(frame: &Frame, payload: &[u8], out: &mut BytesMut) {
+    encode_head(frame, payload.len(), out);
+    out.put_slice(payload);
+}
+
+/// Appends the length prefix and header of `frame` for a payload of `payload_len` bytes,
+/// which the caller sends right after: a large payload then goes to the stream as it is,
+/// without a copy into the header's buffer.
+pub fn encode_head(frame: &Frame, payload_len: usize, out: &mut BytesMut) {
     let start = out.len();
     out.put_u32_le(0);
     let header_start = out.len();
@@ -37,8 +45,7 @@ pub fn encode(frame: &Frame, payload: &[u8], out: &mut BytesMut) {
     let mut writer = out.writer();
     postcard::to_io(frame, &mut writer).expect("frame headers always serialize");
     let out = writer.into_inner();
-    out.put_slice(payload);
-    let len = (out.len() - header_start) as u32;
+    let len = (out.len() - header_start + payload_len) as u32;
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
