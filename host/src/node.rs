@@ -368,8 +368,9 @@ impl Node {
     }
 
     /// Remembers the name of a node id (pids of that node become printable and reachable).
+    /// A malformed name (see [`crate::proto::valid_node_name`]) is not remembered.
     pub fn remember_node(&self, node: NodeId, name: &str) {
-        self.inner.node_names.entry(node).or_insert_with(|| name.to_owned());
+        self.inner.remember_node(node, name);
     }
 
     /// Live processes of this node.
@@ -582,16 +583,18 @@ impl NodeInner {
         self.node_names.get(&node).map_or_else(|| format!("{node:?}"), |n| n.value().clone())
     }
 
-    /// Remembers the name of a node id.
+    /// Remembers the name of a node id, if it is a well-formed node name: only remembered
+    /// names are ever dialed or looked up in a port mapper (whose protocol is line-based).
     pub(crate) fn remember_node(&self, node: NodeId, name: &str) {
-        if !self.node_names.contains_key(&node) {
+        if !self.node_names.contains_key(&node) && crate::proto::valid_node_name(name) {
             self.node_names.insert(node, name.to_owned());
         }
     }
 
     /// Delivers a group event to the group leader `leader`. A process that leads its own
     /// group (spawned without a leader) writes to the node's own stdout and stderr, as
-    /// Erlang's `user` does; events for a leader that is gone are dropped.
+    /// Erlang's `user` does, and so does one whose leader is gone (its output is not lost);
+    /// other events for a leader that does not collect them are dropped.
     pub fn group_event(self: &Arc<Self>, leader: Pid, event: GroupEvent) {
         if leader.node != self.id {
             self.group_event_remote(leader, event);

@@ -98,10 +98,28 @@ pub enum ExitReason {
     Error(String),
 }
 
+/// Longest exit-reason text a guest or a peer can give: reasons travel in every link's exit
+/// signal and monitor's down notice, to any node.
+const MAX_REASON_BYTES: usize = 4096;
+
 impl ExitReason {
     /// True for [`ExitReason::Normal`].
     pub fn is_normal(&self) -> bool {
         matches!(self, Self::Normal)
+    }
+
+    /// The reason with its text cut to 4 KiB at a character boundary.
+    pub(crate) fn bounded(mut self) -> Self {
+        if let Self::Trap(text) | Self::Panic(text) | Self::Limit(text) | Self::Error(text) = &mut self
+            && text.len() > MAX_REASON_BYTES
+        {
+            let mut end = MAX_REASON_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        self
     }
 }
 

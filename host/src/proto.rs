@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use codec::{
     DecodeError, FrameSplitter, MAX_HEADER_BYTES, decode, decode_shared, encode, encode_head, missing,
 };
-pub use handshake::{Handshake, HandshakeError, Role};
+pub use handshake::{Handshake, HandshakeError, Role, valid_node_name};
 
 use crate::cache::ModuleId;
 use crate::error::SpawnError;

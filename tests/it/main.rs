@@ -3,6 +3,7 @@
 mod bench_smoke;
 mod dist;
 mod lean;
+mod rogue;
 mod rpc;
 mod runtime;
 mod spawn;

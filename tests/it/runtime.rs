@@ -212,6 +212,22 @@ async fn message_size_bound_is_enforced_for_hosts_and_guests() -> anyhow::Result
 }
 
 #[tokio::test]
+async fn a_module_over_the_size_limit_is_too_large_for_a_guest_spawn() -> anyhow::Result<()> {
+    let mut config = spore_tests::test_config("modsize@localhost");
+    config.max_module_bytes = 512 << 10;
+    let node = Node::start(config)?;
+    let limits = load(&node, guests::LIMITS).await?;
+    let mut me = node.host_process();
+    spawn(&node, limits, "spawn_bytes", vec![node.pid_value(me.pid()), int(600 << 10)])?;
+    let (_, outcome) = next_message(&mut me).await?;
+    assert_eq!(as_text(&outcome)?, "too large (limit 524288)");
+    spawn(&node, limits, "spawn_bytes", vec![node.pid_value(me.pid()), int(100)])?;
+    let (_, outcome) = next_message(&mut me).await?;
+    assert!(as_text(&outcome)?.contains("not a WebAssembly file"), "{outcome:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn receive_with_timeout_returns_on_time() -> anyhow::Result<()> {
     let node = node("timeout@localhost");
     let limits = load(&node, guests::LIMITS).await?;
@@ -351,5 +367,21 @@ async fn timers_fire_in_order_and_cancelled_ones_do_not() -> anyhow::Result<()> 
         got.push(as_text(&v)?.to_owned());
     }
     assert_eq!(got, ["early", "late", "slept"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_well_formed_node_names_are_remembered() -> anyhow::Result<()> {
+    let node = node("known@localhost");
+    let long = format!("{}@localhost", "x".repeat(300));
+    // A newline would inject a line into the port mapper's protocol when the node is dialed.
+    for bad in ["a\nREGISTER b@localhost 1@localhost", "noat", "@localhost", "a@", "a b@localhost", &long] {
+        let id = spore_host::NodeId::of(bad);
+        node.remember_node(id, bad);
+        ensure!(node.node_name(id).is_none(), "{bad:?} was remembered");
+    }
+    let id = spore_host::NodeId::of("fine@localhost");
+    node.remember_node(id, "fine@localhost");
+    ensure!(node.node_name(id).as_deref() == Some("fine@localhost"));
     Ok(())
 }

@@ -316,3 +316,22 @@ async fn a_module_with_known_code_reuses_its_compiled_functions() -> anyhow::Res
     assert!(node.stats().functions_compiled > second.functions_compiled);
     Ok(())
 }
+
+#[tokio::test]
+async fn spawn_arguments_over_the_message_limit_are_refused_and_the_link_stays_up() -> anyhow::Result<()> {
+    let nodes = cluster("bigargs", 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut me = a.host_process();
+    let first = me.spawn_on(b.name(), echo_request()).await?;
+    let limit = NodeConfig::default().max_message_bytes;
+    let mut request = echo_request();
+    // Past the peer's frame limit too (the message limit plus header room).
+    request.args = vec![0u8; limit + (128 << 10)].into();
+    let err = me.spawn_on(b.name(), request).await.unwrap_err();
+    ensure!(matches!(&err, SpawnError::Limits(m) if m.contains("over the message limit")), "{err}");
+    // The connection carried on: the first child still answers.
+    me.send(first, 1, cbor::to_bytes(&int(5))).await?;
+    let (from, value) = next_message(&mut me).await?;
+    ensure!(from == first && value == int(5));
+    Ok(())
+}

@@ -5,9 +5,6 @@ use crate::process::NodeId;
 use crate::process::state::ProcState;
 use crate::transport::ConnectError;
 
-/// Longest node name accepted from a guest.
-const MAX_NODE_NAME_BYTES: usize = 255;
-
 impl Host for ProcState {
     fn name(&mut self) -> wasmtime::Result<String> {
         Ok(self.node.name.clone())
@@ -15,9 +12,8 @@ impl Host for ProcState {
 
     fn resolve(&mut self, name: String) -> wasmtime::Result<u64> {
         let id = NodeId::of(&name);
-        if name.len() <= MAX_NODE_NAME_BYTES {
-            self.node.node_names.entry(id).or_insert(name);
-        }
+        // A malformed name is not remembered: pids of its id reach no one.
+        self.node.remember_node(id, &name);
         Ok(id.0)
     }
 

@@ -41,25 +41,11 @@ impl From<wit::ExitReason> for ExitReason {
             wit::ExitReason::Shutdown => Self::Shutdown,
             wit::ExitReason::Noproc => Self::Noproc,
             wit::ExitReason::Noconnection => Self::Noconnection,
-            wit::ExitReason::Trap(m) => Self::Trap(bounded(m)),
-            wit::ExitReason::Panic(m) => Self::Panic(bounded(m)),
-            wit::ExitReason::Limit(m) => Self::Limit(bounded(m)),
-            wit::ExitReason::Error(m) => Self::Error(bounded(m)),
+            wit::ExitReason::Trap(m) => Self::Trap(m),
+            wit::ExitReason::Panic(m) => Self::Panic(m),
+            wit::ExitReason::Limit(m) => Self::Limit(m),
+            wit::ExitReason::Error(m) => Self::Error(m),
         }
+        .bounded()
     }
-}
-
-/// Longest exit-reason text a guest can give: reasons travel in every link's exit signal.
-const MAX_REASON_BYTES: usize = 4096;
-
-/// `text` cut to [`MAX_REASON_BYTES`] at a character boundary.
-fn bounded(mut text: String) -> String {
-    if text.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }

@@ -71,16 +71,25 @@ impl NodeInner {
                 if let Some(t) = self.table.get(&to) {
                     // A link's exit signal counts only while the link exists.
                     if !link || t.signals.lock().links.remove(&from) {
-                        self.apply_exit_signal(&t, from, reason, kill);
+                        self.apply_exit_signal(&t, from, reason.bounded(), kill);
                     }
                 }
             }
             Frame::Monitor { watcher, target, monitor } => {
                 theirs(&watcher)?;
                 ours(&target)?;
+                // A reference already in use stays with its watcher: the peer gets a down
+                // notice for its own instead.
                 let watching = self.table.get(&target).is_some_and(|t| {
                     let mut s = t.signals.lock();
-                    s.alive && s.monitored_by.insert(monitor, watcher).is_none()
+                    s.alive
+                        && match s.monitored_by.entry(monitor) {
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                v.insert(watcher);
+                                true
+                            }
+                            std::collections::hash_map::Entry::Occupied(_) => false,
+                        }
                 });
                 if !watching {
                     peer.signal(Frame::Down { watcher, pid: target, monitor, reason: ExitReason::Noproc });
@@ -89,7 +98,11 @@ impl NodeInner {
             Frame::Demonitor { target, monitor } => {
                 ours(&target)?;
                 if let Some(t) = self.table.get(&target) {
-                    t.signals.lock().monitored_by.remove(&monitor);
+                    // Only a monitor of the sending node's processes.
+                    let mut s = t.signals.lock();
+                    if s.monitored_by.get(&monitor).is_some_and(|w| w.node == peer.id) {
+                        s.monitored_by.remove(&monitor);
+                    }
                 }
             }
             Frame::Down { watcher, pid, monitor, reason } => {
@@ -97,9 +110,11 @@ impl NodeInner {
                 theirs(&pid)?;
                 if let Some(w) = self.table.get(&watcher) {
                     // Under the watcher's lock, so that a demonitor finds it (signals.rs).
+                    // Only the monitor of that pid: a peer cannot end others' monitors.
                     let mut s = w.signals.lock();
-                    if s.monitoring.remove(&monitor).is_some() {
-                        let _ = w.mailbox.push(Incoming::Down { monitor, pid, reason });
+                    if s.monitoring.get(&monitor) == Some(&pid) {
+                        s.monitoring.remove(&monitor);
+                        let _ = w.mailbox.push(Incoming::Down { monitor, pid, reason: reason.bounded() });
                     }
                 }
             }
@@ -201,7 +216,9 @@ impl NodeInner {
             }
             Frame::GroupJoined { leader, member, member_node } => {
                 ours(&leader)?;
-                if NodeId::of(&member_node) != member.node {
+                if NodeId::of(&member_node) != member.node
+                    || !crate::proto::handshake::valid_node_name(&member_node)
+                {
                     return Err(format!("member {member:?} is not of node {member_node}"));
                 }
                 self.remember_node(member.node, &member_node);
@@ -210,7 +227,7 @@ impl NodeInner {
             Frame::GroupEnded { leader, member, reason } => {
                 ours(&leader)?;
                 theirs(&member)?;
-                self.group_event(leader, GroupEvent::Ended(member, reason));
+                self.group_event(leader, GroupEvent::Ended(member, reason.bounded()));
             }
         }
         Ok(())

@@ -65,16 +65,19 @@ impl NodeInner {
             }
             return r;
         }
+        // The watcher's side first: a target that ends right after it is registered finds
+        // the monitor there and sends the notice (`process_ended`).
+        me.signals.lock().monitoring.insert(r, target);
         if let Some(t) = self.table.get(&target) {
             let mut s = t.signals.lock();
             if s.alive {
                 s.monitored_by.insert(r, me.pid);
-                drop(s);
-                me.signals.lock().monitoring.insert(r, target);
                 return r;
             }
         }
-        let _ = me.mailbox.push(Incoming::Down { monitor: r, pid: target, reason: ExitReason::Noproc });
+        if me.signals.lock().monitoring.remove(&r).is_some() {
+            let _ = me.mailbox.push(Incoming::Down { monitor: r, pid: target, reason: ExitReason::Noproc });
+        }
         r
     }
 

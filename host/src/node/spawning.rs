@@ -226,6 +226,14 @@ impl NodeInner {
         if !crate::proto::handshake::valid_node_name(node) {
             return Err(SpawnError::Unreachable(format!("bad node name `{node}`")));
         }
+        // A larger request would be over the peer's frame limit and close the connection.
+        if args.len() > self.config.max_message_bytes {
+            return Err(SpawnError::Limits(format!(
+                "spawn arguments of {} bytes are over the message limit of {} bytes",
+                args.len(),
+                self.config.max_message_bytes
+            )));
+        }
         let peer = dist.peer(self, node);
         let reference = self.table.make_ref();
         let monitor = opts.monitor.then(|| self.table.make_ref());
@@ -299,11 +307,18 @@ impl NodeInner {
         result: Result<Pid, SpawnError>,
     ) -> Result<(), String> {
         let Some(dist) = &self.dist else { return Ok(()) };
-        let pending = dist.pending_spawns.lock().remove(&reference);
+        let pending = {
+            let mut pending = dist.pending_spawns.lock();
+            // Checked before it is taken: a reply from another node must not cancel it.
+            match pending.get(&reference) {
+                None => return Ok(()),
+                Some(p) if p.peer != peer.name => {
+                    return Err("a spawn reply from a node that was not asked".into());
+                }
+                Some(_) => pending.remove(&reference),
+            }
+        };
         let Some(pending) = pending else { return Ok(()) };
-        if pending.peer != peer.name {
-            return Err("a spawn reply from a node that was not asked".into());
-        }
         if let Ok(child) = &result {
             let child = *child;
             if child.node != peer.id {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 use super::{GroupEvent, Pid, Stream};
 use crate::node::NodeInner;
@@ -111,6 +111,14 @@ impl Pollable for ForwardOutput {
 
 impl OutputStream for ForwardOutput {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        // WASI lets a guest write only what `check_write` allowed; a larger piece would also
+        // be over the frame limit of a leader's node.
+        if bytes.len() > MAX_WRITE_BYTES {
+            return Err(StreamError::trap(&format!(
+                "a write of {} bytes, over the {MAX_WRITE_BYTES} that check-write allows",
+                bytes.len()
+            )));
+        }
         let Some(node) = self.node.upgrade() else { return Ok(()) };
         match &self.acks {
             Some(acks) => {

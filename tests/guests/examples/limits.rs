@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use spore_guest::{Pid, SendError, receive_timeout, send, try_send};
+use spore_guest::{Module, Pid, SendError, Spawn, SpawnError, receive_timeout, send, try_send};
 
 /// Tries to send `bytes` bytes to itself and reports the outcome to `parent` as text.
 fn send_big(parent: Pid, bytes: u64) {
@@ -40,4 +40,14 @@ fn timers(parent: Pid) {
     send(parent, "slept");
 }
 
-spore_guest::entries!(send_big, wait, deaf, timers);
+/// Spawns a module of `bytes` zero bytes and reports the outcome to `parent` as text.
+fn spawn_bytes(parent: Pid, bytes: u64) {
+    let outcome = match Spawn::new("main").module(Module::Bytes(vec![0u8; bytes as usize])).start() {
+        Ok(_) => "spawned".to_owned(),
+        Err(SpawnError::TooLarge(limit)) => format!("too large (limit {limit})"),
+        Err(e) => format!("error {e}"),
+    };
+    send(parent, &outcome);
+}
+
+spore_guest::entries!(send_big, wait, deaf, timers, spawn_bytes);
