@@ -18,10 +18,13 @@ pub fn sleep(d: Duration) {
     wit::sleep(millis(d));
 }
 
-/// Sends `msg` to `to` after `d`; returns a reference for [`cancel_timer`].
+/// Sends `msg` to `to` after `d`; returns a reference for [`cancel_timer`]. A message over
+/// the node's size limit fails at once ([`SendError::TooLarge`]); a local receiver whose
+/// mailbox is full when the timer fires ends with a limit reason (the sender cannot be told).
 pub fn send_after<T: Serialize + ?Sized>(d: Duration, to: Pid, msg: &T) -> Result<Ref, SendError> {
     codec::with_encoded(msg, |bytes| wit::send_after(millis(d), to.to_wit(), 0, bytes))
-        .map_err(SendError::Encode)
+        .map_err(SendError::Encode)?
+        .map_err(SendError::from)
 }
 
 /// Cancels a timer; false if it already fired.

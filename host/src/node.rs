@@ -511,7 +511,7 @@ impl NodeInner {
     }
 
     /// Refuses a payload over the node's message size limit.
-    fn check_size(&self, payload: &Bytes) -> Result<(), SendError> {
+    pub(crate) fn check_size(&self, payload: &Bytes) -> Result<(), SendError> {
         let limit = self.config.max_message_bytes;
         if payload.len() > limit {
             return Err(SendError::TooLarge { size: payload.len(), limit });

@@ -208,6 +208,10 @@ async fn message_size_bound_is_enforced_for_hosts_and_guests() -> anyhow::Result
     spawn(&node, limits, "send_big", vec![node.pid_value(me.pid()), int(100)])?;
     let (_, outcome) = next_message(&mut me).await?;
     assert_eq!(as_text(&outcome)?, "sent");
+    // A timer's message is checked when it is set, not dropped when it fires.
+    spawn(&node, limits, "send_big_later", vec![node.pid_value(me.pid()), int(4096)])?;
+    let (_, outcome) = next_message(&mut me).await?;
+    assert_eq!(as_text(&outcome)?, "too large (limit 1024)");
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::spore::process::timer::{self as wit, Host};
+use crate::process::Pid;
 use crate::process::entry::{RUNNING, SLEEPING};
 use crate::process::state::ProcState;
 
@@ -22,20 +23,33 @@ impl Host for ProcState {
         Ok(())
     }
 
-    fn send_after(&mut self, ms: u64, to: wit::Pid, tag: u64, payload: Vec<u8>) -> wasmtime::Result<u64> {
+    fn send_after(
+        &mut self,
+        ms: u64,
+        to: wit::Pid,
+        tag: u64,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<u64, wit::SendError>> {
+        let payload = Bytes::from(payload);
+        if let Err(e) = self.node.check_size(&payload) {
+            return Ok(Err(e.into()));
+        }
         let r = self.node.table.make_ref();
         let node = Arc::clone(&self.node);
         let from = self.me.pid;
-        let payload = Bytes::from(payload);
+        let to: Pid = to.into();
         let task = self.node.runtime.spawn(async move {
             tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))).await;
-            if let Err(e) = node.send(from, to.into(), tag, payload).await {
+            if to.node == node.id {
+                node.deliver_or_end_receiver(from, to, tag, payload);
+            } else if let Err(e) = node.send(from, to, tag, payload).await {
+                // As any send to a node that cannot be reached: dropped.
                 tracing::debug!(%from, "timer message not delivered: {e}");
             }
         });
         self.timers.retain(|_, t| !t.is_finished());
         self.timers.insert(r, task.abort_handle());
-        Ok(r)
+        Ok(Ok(r))
     }
 
     fn now_ms(&mut self) -> wasmtime::Result<u64> {

@@ -32,12 +32,12 @@ impl NodeInner {
             Frame::Send { from, to, tag } => {
                 theirs(&from)?;
                 ours(&to)?;
-                self.deliver_remote(from, to, tag, payload);
+                self.deliver_or_end_receiver(from, to, tag, payload);
             }
             Frame::SendNamed { from, name, tag } => {
                 theirs(&from)?;
                 match self.table.whereis(&name) {
-                    Some(to) => self.deliver_remote(from, to, tag, payload),
+                    Some(to) => self.deliver_or_end_receiver(from, to, tag, payload),
                     None => tracing::debug!(%from, name, "message to an unregistered name dropped"),
                 }
             }
@@ -233,12 +233,12 @@ impl NodeInner {
         Ok(())
     }
 
-    /// Puts a message from another node in a local mailbox. A full mailbox cannot refuse it
-    /// the way a local send is refused: the sender's send returned long ago. Dropping it
+    /// Puts a message from another node (or a timer) in a local mailbox. A full mailbox
+    /// cannot refuse it the way a local send is refused: the sender's send returned long ago. Dropping it
     /// would lose an accepted message with nobody the wiser, so the receiver ends instead,
     /// with a limit reason its links and monitors see (as Erlang ends a process that
     /// exceeds its `max_heap_size`). Only guests have a bound; host processes never fill.
-    fn deliver_remote(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) {
+    pub(crate) fn deliver_or_end_receiver(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) {
         let Some(target) = self.table.get(&to) else { return };
         if let Err(full) = target.mailbox.push(Incoming::Message(Message { sender: from, tag, payload })) {
             tracing::warn!(%from, %to, "{full}: a message from another node ends the receiver");

@@ -40,6 +40,17 @@ fn timers(parent: Pid) {
     send(parent, "slept");
 }
 
+/// Sets a timer with a message of `bytes` bytes for `parent` and reports the outcome to
+/// `parent` as text (the message itself follows when it was accepted).
+fn send_big_later(parent: Pid, bytes: u64) {
+    let outcome = match spore_guest::send_after(Duration::ZERO, parent, &serde_bytes_vec(bytes as usize)) {
+        Ok(_) => "set".to_owned(),
+        Err(SendError::TooLarge(limit)) => format!("too large (limit {limit})"),
+        Err(e) => format!("error {e}"),
+    };
+    send(parent, &outcome);
+}
+
 /// Spawns a module of `bytes` zero bytes and reports the outcome to `parent` as text.
 fn spawn_bytes(parent: Pid, bytes: u64) {
     let outcome = match Spawn::new("main").module(Module::Bytes(vec![0u8; bytes as usize])).start() {
@@ -50,4 +61,4 @@ fn spawn_bytes(parent: Pid, bytes: u64) {
     send(parent, &outcome);
 }
 
-spore_guest::entries!(send_big, wait, deaf, timers, spawn_bytes);
+spore_guest::entries!(send_big, send_big_later, wait, deaf, timers, spawn_bytes);
