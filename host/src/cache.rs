@@ -372,7 +372,7 @@ async fn list_entries(
     id: ModuleId,
 ) -> Result<Vec<String>, LoadError> {
     let pid = node.table.new_pid();
-    let probe = Arc::new(ProcessEntry::new(pid, pid, ProcessKind::Host, 0));
+    let probe = Arc::new(ProcessEntry::new(pid, pid, ProcessKind::Host, 0, 0));
     // A throwaway module record: the probe never spawns, so it only needs the pre.
     let module = Arc::new(LoadedModule { id, bytes: Bytes::new(), entries: Vec::new(), pre: pre.clone() });
     let state = ProcState::new(Arc::clone(node), probe, module, Grants::default(), ENTRIES_MEMORY_BYTES);

@@ -13,6 +13,11 @@ pub const MAX_MEMORY_BYTES: u64 = 1 << 30;
 /// Default mailbox bound (ordinary messages): about 100 MB of 64-byte messages.
 pub const DEFAULT_MAILBOX_LEN: usize = 1 << 20;
 
+/// Default bound of the payload bytes waiting in a mailbox: as much as a process's default
+/// memory, so that a process that sends without end to one that never receives fills that
+/// mailbox, not the node's memory.
+pub const DEFAULT_MAILBOX_BYTES: usize = 64 << 20;
+
 /// Default largest message payload; a peer or guest cannot make the node buffer more per
 /// message than this.
 pub const DEFAULT_MESSAGE_BYTES: usize = 8 << 20;
@@ -36,13 +41,20 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Ordinary messages waiting in the mailbox.
     pub mailbox_len: usize,
+    /// Payload bytes of the ordinary messages waiting in the mailbox.
+    pub mailbox_bytes: usize,
     /// Fuel budget (roughly wasm instructions), only on nodes with fuel metering.
     pub fuel: Option<u64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { memory_bytes: DEFAULT_MEMORY_BYTES, mailbox_len: DEFAULT_MAILBOX_LEN, fuel: None }
+        Self {
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            mailbox_len: DEFAULT_MAILBOX_LEN,
+            mailbox_bytes: DEFAULT_MAILBOX_BYTES,
+            fuel: None,
+        }
     }
 }
 

@@ -489,7 +489,7 @@ impl NodeInner {
     /// A new host process.
     pub fn host_process(self: &Arc<Self>) -> HostProcess {
         let pid = self.table.new_pid();
-        let entry = Arc::new(ProcessEntry::new(pid, pid, ProcessKind::Host, usize::MAX));
+        let entry = Arc::new(ProcessEntry::new(pid, pid, ProcessKind::Host, usize::MAX, usize::MAX));
         self.table.insert(Arc::clone(&entry));
         HostProcess::new(Arc::clone(self), entry)
     }

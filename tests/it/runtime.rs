@@ -194,6 +194,22 @@ async fn mailbox_bound_is_enforced_with_a_clear_error() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn mailbox_bytes_are_bounded_so_a_deaf_process_cannot_fill_the_node() -> anyhow::Result<()> {
+    let mut config = spore_tests::test_config("mailboxbytes@localhost");
+    config.limits.mailbox_bytes = 1 << 20;
+    let node = Node::start(config)?;
+    let limits = load(&node, guests::LIMITS).await?;
+    let me = node.host_process();
+    let deaf = node.spawn(SpawnRequest::new(limits, "deaf"))?;
+    for _ in 0..4 {
+        me.send(deaf, 0, vec![0u8; 256 << 10]).await?;
+    }
+    let err = me.send(deaf, 0, vec![0u8; 1]).await.unwrap_err();
+    assert_eq!(err, SendError::MailboxFull(deaf));
+    Ok(())
+}
+
+#[tokio::test]
 async fn message_size_bound_is_enforced_for_hosts_and_guests() -> anyhow::Result<()> {
     let mut config = spore_tests::test_config("size@localhost");
     config.max_message_bytes = 1024;

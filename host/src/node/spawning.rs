@@ -159,7 +159,8 @@ impl NodeInner {
         let leader = leader.unwrap_or(pid);
         let kind = ProcessKind::Guest { module: module.id, entry: entry.clone() };
         let mailbox_limit = opts.mailbox_limit.unwrap_or(self.config.limits.mailbox_len);
-        let me = Arc::new(ProcessEntry::new(pid, leader, kind, mailbox_limit));
+        let me =
+            Arc::new(ProcessEntry::new(pid, leader, kind, mailbox_limit, self.config.limits.mailbox_bytes));
         if leader.node != self.id || matches!(parent, Parent::Remote { .. }) {
             me.talks_remote.store(true, Ordering::Relaxed);
         }

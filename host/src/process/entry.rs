@@ -84,13 +84,19 @@ pub(crate) struct Signals {
 }
 
 impl ProcessEntry {
-    pub(crate) fn new(pid: Pid, group_leader: Pid, kind: ProcessKind, mailbox_limit: usize) -> Self {
+    pub(crate) fn new(
+        pid: Pid,
+        group_leader: Pid,
+        kind: ProcessKind,
+        mailbox_limit: usize,
+        mailbox_bytes: usize,
+    ) -> Self {
         Self {
             pid,
             group_leader,
             kind,
             started: Instant::now(),
-            mailbox: Mailbox::new(mailbox_limit),
+            mailbox: Mailbox::new(mailbox_limit, mailbox_bytes),
             trap_exit: AtomicBool::new(false),
             leads_group: AtomicBool::new(false),
             memory: AtomicU64::new(0),

@@ -1,7 +1,8 @@
 //! A process's mailbox: a bounded queue with selective receive.
 //!
-//! Ordinary messages count against the bound; signals (exit, down, node events) and group
-//! events never do, so a full mailbox cannot hide a death from its owner.
+//! Ordinary messages count against the bound, in number and in payload bytes; signals
+//! (exit, down, node events) and group events never do, so a full mailbox cannot hide a
+//! death from its owner.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,12 +13,16 @@ use tokio::time::Instant;
 
 use super::{Incoming, Selector};
 
-/// A mailbox refused a message because it holds its limit of messages.
+/// A mailbox refused a message: it holds its limit of messages, or the message would take
+/// its payloads past their limit of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("mailbox full ({limit} messages)")]
-pub struct MailboxFull {
-    /// The mailbox's limit.
-    pub limit: usize,
+pub enum MailboxFull {
+    /// The limit of messages.
+    #[error("mailbox full ({0} messages)")]
+    Messages(usize),
+    /// The limit of payload bytes.
+    #[error("mailbox full ({0} bytes)")]
+    Bytes(usize),
 }
 
 /// A bounded queue of [`Incoming`] entries owned by one process.
@@ -28,21 +33,26 @@ pub struct Mailbox {
     queue: Mutex<Queue>,
     ready: Notify,
     limit: usize,
+    byte_limit: usize,
 }
 
 struct Queue {
     entries: VecDeque<Incoming>,
     /// How many ordinary messages `entries` holds (the bounded part).
     messages: usize,
+    /// Their payload bytes.
+    bytes: usize,
 }
 
 impl Mailbox {
-    /// An empty mailbox holding at most `limit` ordinary messages.
-    pub fn new(limit: usize) -> Self {
+    /// An empty mailbox holding at most `limit` ordinary messages of at most `byte_limit`
+    /// payload bytes in all.
+    pub fn new(limit: usize, byte_limit: usize) -> Self {
         Self {
-            queue: Mutex::new(Queue { entries: VecDeque::new(), messages: 0 }),
+            queue: Mutex::new(Queue { entries: VecDeque::new(), messages: 0, bytes: 0 }),
             ready: Notify::new(),
             limit,
+            byte_limit,
         }
     }
 
@@ -50,11 +60,16 @@ impl Mailbox {
     pub fn push(&self, entry: Incoming) -> Result<(), MailboxFull> {
         {
             let mut q = self.queue.lock();
-            if matches!(entry, Incoming::Message(_)) {
+            if let Incoming::Message(m) = &entry {
+                let bytes = q.bytes.saturating_add(m.payload.len());
                 if q.messages >= self.limit {
-                    return Err(MailboxFull { limit: self.limit });
+                    return Err(MailboxFull::Messages(self.limit));
+                }
+                if bytes > self.byte_limit {
+                    return Err(MailboxFull::Bytes(self.byte_limit));
                 }
                 q.messages += 1;
+                q.bytes = bytes;
             }
             q.entries.push_back(entry);
         }
@@ -82,8 +97,9 @@ impl Mailbox {
         match found {
             Some(i) => {
                 let entry = q.entries.remove(i)?;
-                if matches!(entry, Incoming::Message(_)) {
+                if let Incoming::Message(m) = &entry {
                     q.messages -= 1;
+                    q.bytes -= m.payload.len();
                 }
                 Some(entry)
             }
@@ -128,5 +144,41 @@ impl Mailbox {
     /// Takes a matching entry without waiting.
     pub fn try_receive(&self, selectors: &[Selector]) -> Option<Incoming> {
         self.take_match(selectors, &mut 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::process::{ExitReason, Message, NodeId, Pid};
+
+    fn message(bytes: usize) -> Incoming {
+        let sender = Pid { node: NodeId(1), incarnation: 1, index: 1 };
+        Incoming::Message(Message { sender, tag: 0, payload: Bytes::from(vec![0; bytes]) })
+    }
+
+    #[test]
+    fn payload_bytes_are_bounded_and_freed_by_receiving() {
+        let mailbox = Mailbox::new(100, 1000);
+        mailbox.push(message(600)).unwrap();
+        mailbox.push(message(400)).unwrap();
+        assert_eq!(mailbox.push(message(1)), Err(MailboxFull::Bytes(1000)));
+        // Signals never count.
+        let from = Pid { node: NodeId(1), incarnation: 1, index: 2 };
+        mailbox.push(Incoming::Exit { from, reason: ExitReason::Normal }).unwrap();
+        assert!(mailbox.try_receive(&[Selector::Any]).is_some());
+        mailbox.push(message(600)).unwrap();
+        assert!(mailbox.push(message(1)).is_err());
+        assert_eq!(mailbox.len(), 3);
+    }
+
+    #[test]
+    fn the_number_of_messages_is_bounded() {
+        let mailbox = Mailbox::new(2, usize::MAX);
+        mailbox.push(message(0)).unwrap();
+        mailbox.push(message(0)).unwrap();
+        assert_eq!(mailbox.push(message(0)), Err(MailboxFull::Messages(2)));
     }
 }
