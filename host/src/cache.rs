@@ -22,6 +22,7 @@ use crate::api::GuestPre;
 use crate::config::{CacheDir, NodeConfig};
 use crate::error::LoadError;
 use crate::node::NodeInner;
+use crate::process::ExitReason;
 use crate::process::entry::{ProcessEntry, ProcessKind};
 use crate::process::state::{Grants, ProcState};
 
@@ -375,7 +376,8 @@ async fn list_entries(
     let probe = Arc::new(ProcessEntry::new(pid, pid, ProcessKind::Host, 0, 0));
     // A throwaway module record: the probe never spawns, so it only needs the pre.
     let module = Arc::new(LoadedModule { id, bytes: Bytes::new(), entries: Vec::new(), pre: pre.clone() });
-    let state = ProcState::new(Arc::clone(node), probe, module, Grants::default(), ENTRIES_MEMORY_BYTES);
+    let state =
+        ProcState::new(Arc::clone(node), Arc::clone(&probe), module, Grants::default(), ENTRIES_MEMORY_BYTES);
     let mut store = Store::new(&node.engine, state);
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_async_yield_and_update(1);
@@ -386,11 +388,15 @@ async fn list_entries(
         let guest = pre.instantiate_async(&mut store).await?;
         guest.call_entries(&mut store).await
     });
-    match tokio::time::timeout(ENTRIES_DEADLINE, call).await {
+    let listed = match tokio::time::timeout(ENTRIES_DEADLINE, call).await {
         Ok(Ok(entries)) => Ok(entries),
         Ok(Err(e)) => Err(LoadError::Entries(format!("{e:#}"))),
         Err(_) => Err(LoadError::Entries("`entries` did not return within 2 s".into())),
-    }
+    };
+    // An `entries` that linked, monitored or registered (any module may) ends like a
+    // process, so that nothing waits on a pid that never ends.
+    node.process_ended(&probe, ExitReason::Normal);
+    listed
 }
 
 #[cfg(test)]
