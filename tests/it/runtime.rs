@@ -248,6 +248,25 @@ async fn a_module_over_the_size_limit_is_too_large_for_a_guest_spawn() -> anyhow
 }
 
 #[tokio::test]
+async fn a_receive_with_too_many_selectors_ends_only_that_process() -> anyhow::Result<()> {
+    let node = node("selectors@localhost");
+    let limits = load(&node, guests::LIMITS).await?;
+    let mut me = node.host_process();
+    spawn(&node, limits, "many_selectors", vec![node.pid_value(me.pid()), int(256)])?;
+    let (_, outcome) = next_message(&mut me).await?;
+    assert_eq!(as_text(&outcome)?, "received");
+    let mut request = SpawnRequest::new(limits, "many_selectors");
+    request.args = cbor::to_bytes(&Value::Array(vec![node.pid_value(me.pid()), int(300)])).into();
+    let (pid, monitor) = me.spawn_monitor(request)?;
+    let Incoming::Down { monitor: m, pid: p, reason: ExitReason::Trap(why) } = next_signal(&mut me).await?
+    else {
+        anyhow::bail!("expected a trap");
+    };
+    ensure!(m == monitor && p == pid && why.contains("300 selectors"), "{why}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn receive_with_timeout_returns_on_time() -> anyhow::Result<()> {
     let node = node("timeout@localhost");
     let limits = load(&node, guests::LIMITS).await?;

@@ -12,6 +12,9 @@ use crate::process::entry::{RUNNING, WAITING};
 use crate::process::state::ProcState;
 use crate::process::{Incoming, Pid, Selector};
 
+/// Most selectors one receive may have.
+const MAX_SELECTORS: usize = 256;
+
 impl From<SendError> for wit::SendError {
     fn from(e: SendError) -> Self {
         match e {
@@ -86,6 +89,14 @@ impl Host for ProcState {
         selectors: Vec<wit::Selector>,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<wit::Incoming>> {
+        // Each waiting entry is matched against every selector under the mailbox's lock,
+        // which senders on other workers wait for: the list is bounded.
+        if selectors.len() > MAX_SELECTORS {
+            return Err(wasmtime::format_err!(
+                "a receive with {} selectors, over the {MAX_SELECTORS} one may have",
+                selectors.len()
+            ));
+        }
         let selectors: Vec<Selector> = selectors.into_iter().map(Into::into).collect();
         let timeout = timeout_ms.map(Duration::from_millis);
         self.me.state.store(WAITING, Ordering::Relaxed);

@@ -51,6 +51,14 @@ fn send_big_later(parent: Pid, bytes: u64) {
     send(parent, &outcome);
 }
 
+/// Receives with `n` selectors (none matching, no wait), then tells `parent` "received".
+fn many_selectors(parent: Pid, n: u64) {
+    use spore_guest::bindings::spore::process::mailbox as wit;
+    let selectors: Vec<wit::Selector> = (0..n).map(|i| wit::Selector::Tag(1000 + i)).collect();
+    let _ = wit::receive(&selectors, Some(0));
+    send(parent, "received");
+}
+
 /// Spawns a module of `bytes` zero bytes and reports the outcome to `parent` as text.
 fn spawn_bytes(parent: Pid, bytes: u64) {
     let outcome = match Spawn::new("main").module(Module::Bytes(vec![0u8; bytes as usize])).start() {
@@ -61,4 +69,4 @@ fn spawn_bytes(parent: Pid, bytes: u64) {
     send(parent, &outcome);
 }
 
-spore_guest::entries!(send_big, send_big_later, wait, deaf, timers, spawn_bytes);
+spore_guest::entries!(send_big, send_big_later, wait, deaf, timers, spawn_bytes, many_selectors);
