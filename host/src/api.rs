@@ -28,6 +28,12 @@ wasmtime::component::bindgen!({
         "spore:process/node.connect": async | trappable,
         "spore:process/timer.sleep": async | trappable,
         "spore:process/process.spawn": async | trappable,
+        // These wait after signalling another node whose queue is full (see `pace_signals`).
+        "spore:process/link.link": async | trappable,
+        "spore:process/link.unlink": async | trappable,
+        "spore:process/link.monitor": async | trappable,
+        "spore:process/link.exit": async | trappable,
+        "spore:process/link.kill": async | trappable,
         default: trappable,
     },
     exports: { default: async },

@@ -22,7 +22,7 @@ use crate::cache::{LoadedModule, ModuleId};
 use crate::error::SpawnError;
 use crate::mapper::{self, Mapper};
 use crate::node::NodeInner;
-use crate::process::{NodeId, Pid, Ref};
+use crate::process::{ExitReason, NodeId, Pid, Ref};
 use crate::proto::{Frame, Hello, ModuleHeader, PROTOCOL_VERSION, Query, QueryReply};
 use crate::transport::peer::{self, Established, Outgoing};
 use crate::transport::tls::ClusterIdentity;
@@ -32,6 +32,24 @@ use crate::transport::{BindError, ConnectError, Transport, close};
 pub const SEND_CREDIT_BYTES: usize = 8 << 20;
 /// Credit a message costs beyond its payload (its header and bookkeeping).
 const MESSAGE_OVERHEAD: usize = 64;
+/// Free send credit below which [`Peer::pace`] waits.
+const PACE_BYTES: usize = 64 << 10;
+
+/// The send credit a signal frame holds: its header's size, about.
+fn signal_cost(frame: &Frame) -> u32 {
+    let reason = match frame {
+        Frame::Exit { reason, .. } | Frame::Down { reason, .. } | Frame::GroupEnded { reason, .. } => {
+            match reason {
+                ExitReason::Trap(t) | ExitReason::Panic(t) | ExitReason::Limit(t) | ExitReason::Error(t) => {
+                    t.len()
+                }
+                _ => 0,
+            }
+        }
+        _ => 0,
+    };
+    (MESSAGE_OVERHEAD + reason) as u32
+}
 /// How long after a failed connection attempt sends to that node are dropped without a new
 /// attempt.
 const REDIAL_AFTER: Duration = Duration::from_millis(500);
@@ -162,9 +180,31 @@ impl Peer {
         matches!(&*self.link.lock(), Link::Up { hidden: false, .. })
     }
 
-    /// Queues a signal frame; false if the peer is gone.
+    /// Queues a signal frame; false if the peer is gone. Signals never wait (many are sent
+    /// where nothing can), but hold send credit while there is some, so that a backlog of
+    /// them makes [`Peer::pace`] wait.
     pub fn signal(&self, frame: Frame) -> bool {
-        self.queue.send(Outgoing::signal(frame)).is_ok()
+        let cost = signal_cost(&frame);
+        let credit = match self.credit.try_acquire_many(cost) {
+            Ok(permit) => {
+                // The writer returns it once the frame is written.
+                permit.forget();
+                cost
+            }
+            Err(_) => 0,
+        };
+        self.queue.send(Outgoing { frame, payload: Bytes::new(), credit }).is_ok()
+    }
+
+    /// Waits while the frames queued for this peer hold nearly all its send credit: a guest
+    /// that keeps sending signals to a slow or stalled peer waits here, after each, instead
+    /// of growing the queue without bound.
+    pub async fn pace(&self) {
+        if self.credit.available_permits() >= PACE_BYTES {
+            return;
+        }
+        // Taken and given back at once: only the wait matters.
+        let _ = self.credit.acquire_many(PACE_BYTES as u32).await;
     }
 
     /// Queues process output: never waits (WASI writes are synchronous) and never dropped
@@ -754,5 +794,45 @@ impl Dist {
                 self.peer(node, &name);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    #[test]
+    fn signals_hold_credit_and_a_backlog_of_them_makes_pace_wait() {
+        let peer = Peer::new("slow@localhost");
+        let to = Pid { node: peer.id, incarnation: 1, index: 1 };
+        let from = Pid { node: NodeId::of("here@localhost"), incarnation: 1, index: 1 };
+        let mut cx = Context::from_waker(Waker::noop());
+        let exit = || Frame::Exit {
+            from,
+            to,
+            reason: ExitReason::Error("x".repeat(4000)),
+            kill: false,
+            link: false,
+        };
+        let cost = signal_cost(&exit()) as usize;
+        assert!(pin!(peer.pace()).poll(&mut cx).is_ready());
+        // Nobody writes: the queue only grows, until its signals hold all but a few bytes.
+        for _ in 0..(SEND_CREDIT_BYTES - PACE_BYTES) / cost + 1 {
+            assert!(peer.signal(exit()));
+        }
+        assert!(pin!(peer.pace()).poll(&mut cx).is_pending());
+        // A signal still goes out when no credit is left; it just holds none.
+        for _ in 0..PACE_BYTES / cost + 1 {
+            assert!(peer.signal(exit()));
+        }
+        assert_eq!(peer.credit.available_permits(), SEND_CREDIT_BYTES % cost);
+        // The writer gives credit back as it writes; then pace returns.
+        peer.credit.add_permits(PACE_BYTES);
+        let mut pace = pin!(peer.pace());
+        assert_eq!(pace.as_mut().poll(&mut cx), Poll::Ready(()));
     }
 }

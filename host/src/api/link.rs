@@ -3,22 +3,29 @@
 use std::sync::atomic::Ordering;
 
 use super::spore::process::link::{self as wit, Host};
-use crate::process::ExitReason;
 use crate::process::state::ProcState;
+use crate::process::{ExitReason, Pid};
 
 impl Host for ProcState {
-    fn link(&mut self, pid: wit::Pid) -> wasmtime::Result<()> {
-        self.node.link(&self.me, pid.into());
+    async fn link(&mut self, pid: wit::Pid) -> wasmtime::Result<()> {
+        let pid: Pid = pid.into();
+        self.node.link(&self.me, pid);
+        self.node.pace_signals(pid.node).await;
         Ok(())
     }
 
-    fn unlink(&mut self, pid: wit::Pid) -> wasmtime::Result<()> {
-        self.node.unlink(&self.me, pid.into());
+    async fn unlink(&mut self, pid: wit::Pid) -> wasmtime::Result<()> {
+        let pid: Pid = pid.into();
+        self.node.unlink(&self.me, pid);
+        self.node.pace_signals(pid.node).await;
         Ok(())
     }
 
-    fn monitor(&mut self, pid: wit::Pid) -> wasmtime::Result<u64> {
-        Ok(self.node.monitor(&self.me, pid.into()))
+    async fn monitor(&mut self, pid: wit::Pid) -> wasmtime::Result<u64> {
+        let pid: Pid = pid.into();
+        let monitor = self.node.monitor(&self.me, pid);
+        self.node.pace_signals(pid.node).await;
+        Ok(monitor)
     }
 
     fn demonitor(&mut self, monitor: u64) -> wasmtime::Result<()> {
@@ -30,13 +37,17 @@ impl Host for ProcState {
         Ok(self.me.trap_exit.swap(on, Ordering::AcqRel))
     }
 
-    fn exit(&mut self, pid: wit::Pid, reason: wit::ExitReason) -> wasmtime::Result<()> {
-        self.node.exit_signal(self.me.pid, pid.into(), reason.into(), false);
+    async fn exit(&mut self, pid: wit::Pid, reason: wit::ExitReason) -> wasmtime::Result<()> {
+        let pid: Pid = pid.into();
+        self.node.exit_signal(self.me.pid, pid, reason.into(), false);
+        self.node.pace_signals(pid.node).await;
         Ok(())
     }
 
-    fn kill(&mut self, pid: wit::Pid) -> wasmtime::Result<()> {
-        self.node.exit_signal(self.me.pid, pid.into(), ExitReason::Killed, true);
+    async fn kill(&mut self, pid: wit::Pid) -> wasmtime::Result<()> {
+        let pid: Pid = pid.into();
+        self.node.exit_signal(self.me.pid, pid, ExitReason::Killed, true);
+        self.node.pace_signals(pid.node).await;
         Ok(())
     }
 }

@@ -15,6 +15,18 @@ impl NodeInner {
         dist.peer_by_id(self, pid.node).is_some_and(|p| p.signal(frame))
     }
 
+    /// Waits while the queue to `node` (another node) holds nearly all its send credit, so
+    /// that a guest signalling a slow peer in a loop waits instead of growing the queue.
+    pub(crate) async fn pace_signals(self: &Arc<Self>, node: NodeId) {
+        if node == self.id {
+            return;
+        }
+        let Some(dist) = &self.dist else { return };
+        if let Some(peer) = dist.peer_by_id(self, node) {
+            peer.pace().await;
+        }
+    }
+
     /// Links the live process `me` to `other`.
     pub fn link(self: &Arc<Self>, me: &ProcessEntry, other: Pid) {
         if other == me.pid {

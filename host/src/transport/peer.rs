@@ -35,13 +35,6 @@ pub struct Outgoing {
     pub credit: u32,
 }
 
-impl Outgoing {
-    /// A frame without payload that holds no credit.
-    pub fn signal(frame: Frame) -> Self {
-        Self { frame, payload: Bytes::new(), credit: 0 }
-    }
-}
-
 /// Why reading from a peer stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
