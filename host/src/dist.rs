@@ -22,7 +22,7 @@ use crate::cache::{LoadedModule, ModuleId};
 use crate::error::SpawnError;
 use crate::mapper::{self, Mapper};
 use crate::node::NodeInner;
-use crate::process::{ExitReason, NodeId, Pid, Ref};
+use crate::process::{NodeId, Pid, Ref};
 use crate::proto::{Frame, Hello, ModuleHeader, PROTOCOL_VERSION, Query, QueryReply};
 use crate::transport::peer::{self, Established, Outgoing};
 use crate::transport::tls::ClusterIdentity;
@@ -39,12 +39,7 @@ const PACE_BYTES: usize = 64 << 10;
 fn signal_cost(frame: &Frame) -> u32 {
     let reason = match frame {
         Frame::Exit { reason, .. } | Frame::Down { reason, .. } | Frame::GroupEnded { reason, .. } => {
-            match reason {
-                ExitReason::Trap(t) | ExitReason::Panic(t) | ExitReason::Limit(t) | ExitReason::Error(t) => {
-                    t.len()
-                }
-                _ => 0,
-            }
+            reason.text().map_or(0, str::len)
         }
         _ => 0,
     };
@@ -804,6 +799,7 @@ mod tests {
     use std::task::{Context, Poll, Waker};
 
     use super::*;
+    use crate::process::ExitReason;
 
     #[test]
     fn signals_hold_credit_and_a_backlog_of_them_makes_pace_wait() {

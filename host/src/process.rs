@@ -108,6 +108,14 @@ impl ExitReason {
         matches!(self, Self::Normal)
     }
 
+    /// The text a trap, panic, limit or error reason carries.
+    pub(crate) fn text(&self) -> Option<&str> {
+        match self {
+            Self::Trap(t) | Self::Panic(t) | Self::Limit(t) | Self::Error(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The reason with its text cut to 4 KiB at a character boundary.
     pub(crate) fn bounded(mut self) -> Self {
         if let Self::Trap(text) | Self::Panic(text) | Self::Limit(text) | Self::Error(text) = &mut self

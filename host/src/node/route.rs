@@ -82,14 +82,11 @@ impl NodeInner {
                 // notice for its own instead.
                 let watching = self.table.get(&target).is_some_and(|t| {
                     let mut s = t.signals.lock();
-                    s.alive
-                        && match s.monitored_by.entry(monitor) {
-                            std::collections::hash_map::Entry::Vacant(v) => {
-                                v.insert(watcher);
-                                true
-                            }
-                            std::collections::hash_map::Entry::Occupied(_) => false,
-                        }
+                    let free = s.alive && !s.monitored_by.contains_key(&monitor);
+                    if free {
+                        s.monitored_by.insert(monitor, watcher);
+                    }
+                    free
                 });
                 if !watching {
                     peer.signal(Frame::Down { watcher, pid: target, monitor, reason: ExitReason::Noproc });
