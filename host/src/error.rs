@@ -72,6 +72,17 @@ pub enum SpawnError {
     Timeout,
 }
 
+/// A module that cannot be loaded fails the spawn that needed it: over the size limit as
+/// [`SpawnError::TooLarge`], anything else as [`SpawnError::InvalidModule`].
+impl From<LoadError> for SpawnError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::TooLarge { limit, .. } => Self::TooLarge(limit),
+            other => Self::InvalidModule(other.to_string()),
+        }
+    }
+}
+
 /// Why a send failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {

@@ -255,9 +255,8 @@ async fn a_receive_with_too_many_selectors_ends_only_that_process() -> anyhow::R
     spawn(&node, limits, "many_selectors", vec![node.pid_value(me.pid()), int(256)])?;
     let (_, outcome) = next_message(&mut me).await?;
     assert_eq!(as_text(&outcome)?, "received");
-    let mut request = SpawnRequest::new(limits, "many_selectors");
-    request.args = cbor::to_bytes(&Value::Array(vec![node.pid_value(me.pid()), int(300)])).into();
-    let (pid, monitor) = me.spawn_monitor(request)?;
+    let args = cbor::to_bytes(&Value::Array(vec![node.pid_value(me.pid()), int(300)]));
+    let (pid, monitor) = me.spawn_monitor(SpawnRequest::new(limits, "many_selectors").args(args))?;
     let Incoming::Down { monitor: m, pid: p, reason: ExitReason::Trap(why) } = next_signal(&mut me).await?
     else {
         anyhow::bail!("expected a trap");

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::spore::process::process::{self as wit, Host};
 use crate::cache::ModuleId;
-use crate::error::{LoadError, SpawnError};
+use crate::error::SpawnError;
 use crate::node::{Parent, SpawnOpts};
 use crate::process::spawn::ExitRequest;
 use crate::process::state::ProcState;
@@ -93,8 +93,7 @@ impl Host for ProcState {
             }
             wit::ModuleSource::Bytes(bytes) => match self.node.load(Bytes::from(bytes)).await {
                 Ok(m) => m,
-                Err(LoadError::TooLarge { limit, .. }) => return Ok(Err(wit::SpawnError::TooLarge(limit))),
-                Err(e) => return Ok(Err(wit::SpawnError::InvalidModule(e.to_string()))),
+                Err(e) => return Ok(Err(SpawnError::from(e).into())),
             },
         };
         let leader = Some(self.me.group_leader);

@@ -231,14 +231,15 @@ impl NodeInner {
     }
 
     /// Puts a message from another node (or a timer) in a local mailbox. A full mailbox
-    /// cannot refuse it the way a local send is refused: the sender's send returned long ago. Dropping it
+    /// cannot refuse it the way a local send is refused: the sender's send returned long
+    /// ago. Dropping it
     /// would lose an accepted message with nobody the wiser, so the receiver ends instead,
     /// with a limit reason its links and monitors see (as Erlang ends a process that
     /// exceeds its `max_heap_size`). Only guests have a bound; host processes never fill.
     pub(crate) fn deliver_or_end_receiver(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) {
         let Some(target) = self.table.get(&to) else { return };
         if let Err(full) = target.mailbox.push(Incoming::Message(Message { sender: from, tag, payload })) {
-            tracing::warn!(%from, %to, "{full}: a message from another node ends the receiver");
+            tracing::warn!(%from, %to, "{full}: a message its sender cannot be told about ends the receiver");
             target.kill(ExitReason::Limit(format!("{full}, a message from {from} could not be delivered")));
         }
     }

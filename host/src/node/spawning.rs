@@ -414,10 +414,6 @@ impl NodeInner {
     ) -> Result<Arc<LoadedModule>, SpawnError> {
         let dist = self.dist.as_ref().ok_or_else(|| SpawnError::InvalidModule("not distributed".into()))?;
         dist.received.fetch_add(1, Ordering::Relaxed);
-        let max = self.config.max_module_bytes;
-        if code.len() as u64 > max {
-            return Err(SpawnError::TooLarge(max));
-        }
         dist.wanted_modules.lock().entry(id).or_default();
         let result = self.load_shipped(id, code).await;
         dist.settle(&id, &result);
@@ -436,7 +432,7 @@ impl NodeInner {
                 "hash mismatch: the bytes shipped as module {id} hash to {actual}"
             )));
         }
-        self.load(bytes).await.map_err(|e| SpawnError::InvalidModule(e.to_string()))
+        Ok(self.load(bytes).await?)
     }
 
     /// The module `id`: from the cache, or asked from `peer` and waited for.
