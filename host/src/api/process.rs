@@ -101,6 +101,10 @@ impl Host for ProcState {
             .node
             .prepare(module, entry, args, opts, Parent::Local(&self.me), leader, grants)
             .map(|prepared| prepared.start(&self.node));
+        if spawned.is_ok() {
+            // The child runs before its parent goes on (see `yield_to_child`).
+            crate::process::spawn::yield_to_child().await;
+        }
         Ok(spawned.map(|(pid, monitor)| wit::Spawned { pid: pid.into(), monitor }).map_err(Into::into))
     }
 
