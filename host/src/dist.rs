@@ -483,6 +483,7 @@ async fn accept_loop(node: Weak<NodeInner>) {
 }
 
 async fn accept_one(node: Weak<NodeInner>, incoming: quinn::Incoming) {
+    let _handshake = node.upgrade().map(|n| n.busy_wait.handshake_started());
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
@@ -506,13 +507,16 @@ async fn accept_one(node: Weak<NodeInner>, incoming: quinn::Incoming) {
 async fn dial(node: Weak<NodeInner>, peer: Arc<Peer>) {
     let Some(n) = node.upgrade() else { return };
     let Some(dist) = &n.dist else { return };
+    let handshake = n.busy_wait.handshake_started();
     let attempt = async {
         let addr = dist.resolve(&peer.name).await?;
         let conn = dist.transport.connect(addr, &peer.name).await?;
         let est = peer::dial(&conn, dist.hello(&n), &peer.name, dist.max_frame).await?;
         Ok::<_, ConnectError>((conn, est))
     };
-    match attempt.await {
+    let attempt = attempt.await;
+    drop(handshake);
+    match attempt {
         Ok((conn, est)) => install(&n, conn, est, Some(&peer)),
         Err(ConnectError::Duplicate { node: name }) => {
             // The peer's connection to us wins and the accept side installs it; if it never

@@ -180,6 +180,8 @@ pub(crate) struct NodeInner {
     pub table: ProcessTable,
     /// Names of the nodes whose ids this node has seen.
     pub node_names: DashMap<NodeId, String>,
+    /// The workers' spin before they sleep; connection handshakes lengthen it.
+    pub busy_wait: Arc<BusyWait>,
     /// The process runtime.
     pub runtime: tokio::runtime::Handle,
     /// Marked by every poll of a guest, so that the epoch ticker runs only while guests do.
@@ -270,6 +272,7 @@ impl Node {
             activity: ticker.activity(),
             dist,
             output_acks: DashMap::new(),
+            busy_wait,
             config,
         });
         Dist::start(&inner);
