@@ -3,7 +3,7 @@
 //! knows quinn and rustls.
 //!
 //! # Layout
-//! - [`tls`]: the cookie-derived cluster CA and rustls configurations.
+//! - [`tls`]: the cookie-derived cluster key, its verifiers and the rustls configurations.
 //! - [`peer`]: the handshake driver, the frame reader and the batching writer.
 
 pub mod peer;
