@@ -18,7 +18,8 @@ pub fn sleep(d: Duration) {
     wit::sleep(millis(d));
 }
 
-/// Sends `msg` to `to` after `d`; returns a reference for [`cancel_timer`]. A message over
+/// Sends `msg` to `to` after `d`, even if this process has ended by then (as Erlang's
+/// `send_after`); returns a reference for [`cancel_timer`]. A message over
 /// the node's size limit fails at once ([`SendError::TooLarge`]); a local receiver whose
 /// mailbox is full when the timer fires ends with a limit reason (the sender cannot be told).
 pub fn send_after<T: Serialize + ?Sized>(d: Duration, to: Pid, msg: &T) -> Result<Ref, SendError> {

@@ -35,7 +35,7 @@ use crate::process::entry::{ProcessEntry, ProcessKind};
 use crate::process::host::HostProcess;
 use crate::process::state::{Grants, ProcState};
 use crate::process::table::ProcessTable;
-use crate::process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid, Stream};
+use crate::process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid, Ref, Stream};
 use crate::proto::{Frame, Query, QueryReply};
 use crate::transport::ConnectError;
 
@@ -182,6 +182,9 @@ pub(crate) struct NodeInner {
     pub node_names: DashMap<NodeId, String>,
     /// The workers' spin before they sleep; connection handshakes lengthen it.
     pub busy_wait: Arc<BusyWait>,
+    /// Pending `send-after` timers by reference: the process that set each, and the sender
+    /// whose drop cancels it. They outlive their setters, as Erlang's do.
+    pub timers: DashMap<Ref, (Pid, tokio::sync::oneshot::Sender<()>)>,
     /// The process runtime.
     pub runtime: tokio::runtime::Handle,
     /// Marked by every poll of a guest, so that the epoch ticker runs only while guests do.
@@ -273,6 +276,7 @@ impl Node {
             dist,
             output_acks: DashMap::new(),
             busy_wait,
+            timers: DashMap::new(),
             config,
         });
         Dist::start(&inner);

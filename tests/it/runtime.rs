@@ -409,6 +409,25 @@ async fn timers_fire_in_order_and_cancelled_ones_do_not() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
+async fn a_timer_outlives_the_process_that_set_it() -> anyhow::Result<()> {
+    let node = node("timer-after-end@localhost");
+    let limits = load(&node, guests::LIMITS).await?;
+    let mut me = node.host_process();
+    let setter = spawn(&node, limits, "timer_after_end", vec![node.pid_value(me.pid())])?;
+    let monitor = me.monitor(setter);
+    match next_signal(&mut me).await? {
+        Incoming::Down { monitor: m, reason, .. } if m == monitor => {
+            ensure!(matches!(reason, ExitReason::Normal | ExitReason::Noproc), "{reason:?}")
+        }
+        other => anyhow::bail!("expected the setter's down notice, got {other:?}"),
+    }
+    // As in Erlang, the timer belongs to no process: its message comes from the setter's pid.
+    let (from, v) = next_message(&mut me).await?;
+    ensure!(from == setter && as_text(&v)? == "after its end");
+    Ok(())
+}
+
+#[tokio::test]
 async fn only_well_formed_node_names_are_remembered() -> anyhow::Result<()> {
     let node = node("known@localhost");
     let long = format!("{}@localhost", "x".repeat(300));

@@ -38,8 +38,19 @@ impl Host for ProcState {
         let node = Arc::clone(&self.node);
         let from = self.me.pid;
         let to: Pid = to.into();
-        let task = self.node.runtime.spawn(async move {
-            tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))).await;
+        // Dropping the sender (a cancel) ends the task at once.
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        self.node.timers.insert(r, (from, cancel));
+        self.node.runtime.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))) => {}
+                _ = cancelled => return,
+            }
+            // Taken before the message goes, so that a cancel that comes later finds the
+            // timer gone and reports that it fired.
+            if node.timers.remove(&r).is_none() {
+                return;
+            }
             if to.node == node.id {
                 node.deliver_or_end_receiver(from, to, tag, payload);
             } else if let Err(e) = node.send(from, to, tag, payload).await {
@@ -47,8 +58,6 @@ impl Host for ProcState {
                 tracing::debug!(%from, "timer message not delivered: {e}");
             }
         });
-        self.timers.retain(|_, t| !t.is_finished());
-        self.timers.insert(r, task.abort_handle());
         Ok(Ok(r))
     }
 
@@ -57,12 +66,7 @@ impl Host for ProcState {
     }
 
     fn cancel(&mut self, timer: u64) -> wasmtime::Result<bool> {
-        Ok(match self.timers.remove(&timer) {
-            Some(t) if !t.is_finished() => {
-                t.abort();
-                true
-            }
-            _ => false,
-        })
+        let me = self.me.pid;
+        Ok(self.node.timers.remove_if(&timer, |_, (setter, _)| *setter == me).is_some())
     }
 }

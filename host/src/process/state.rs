@@ -1,18 +1,16 @@
 //! [`ProcState`], the data of a guest process's wasmtime `Store`, and its resource limiter.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::task::AbortHandle;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::Stream;
 use super::entry::ProcessEntry;
 use super::stdio::ForwardOutput;
-use super::{Ref, Stream};
 use crate::cache::LoadedModule;
 use crate::node::NodeInner;
 
@@ -55,8 +53,6 @@ pub(crate) struct ProcState {
     pub me: Arc<ProcessEntry>,
     pub module: Arc<LoadedModule>,
     pub grants: Grants,
-    /// Pending `send-after` timers, cancelled when the process ends.
-    pub timers: HashMap<Ref, AbortHandle>,
     pub limiter: ProcLimiter,
     /// Built at the process's first WASI call: a guest that never makes one (a `no_std`
     /// guest imports no WASI at all) spawns without it, 5% faster (W4a) and with 0.5 KB
@@ -74,16 +70,7 @@ impl ProcState {
         memory_limit: u64,
     ) -> Self {
         let limiter = ProcLimiter { memory_limit, me: Arc::clone(&me) };
-        Self {
-            node,
-            me,
-            module,
-            grants,
-            timers: HashMap::new(),
-            limiter,
-            wasi: None,
-            resources: ResourceTable::new(),
-        }
+        Self { node, me, module, grants, limiter, wasi: None, resources: ResourceTable::new() }
     }
 }
 
@@ -107,14 +94,6 @@ fn wasi_ctx(node: &Arc<NodeInner>, me: &ProcessEntry, grants: &Grants) -> WasiCt
         }
     }
     wasi.build()
-}
-
-impl Drop for ProcState {
-    fn drop(&mut self) {
-        for (_, t) in self.timers.drain() {
-            t.abort();
-        }
-    }
 }
 
 impl WasiView for ProcState {

@@ -40,6 +40,11 @@ fn timers(parent: Pid) {
     send(parent, "slept");
 }
 
+/// Sets a timer for `parent` and ends at once: its message comes all the same.
+fn timer_after_end(parent: Pid) {
+    spore_guest::send_after(Duration::from_millis(300), parent, "after its end").expect("timer");
+}
+
 /// Sets a timer with a message of `bytes` bytes for `parent` and reports the outcome to
 /// `parent` as text (the message itself follows when it was accepted).
 fn send_big_later(parent: Pid, bytes: u64) {
@@ -69,4 +74,13 @@ fn spawn_bytes(parent: Pid, bytes: u64) {
     send(parent, &outcome);
 }
 
-spore_guest::entries!(send_big, send_big_later, wait, deaf, timers, spawn_bytes, many_selectors);
+spore_guest::entries!(
+    send_big,
+    send_big_later,
+    wait,
+    deaf,
+    timers,
+    timer_after_end,
+    spawn_bytes,
+    many_selectors
+);
