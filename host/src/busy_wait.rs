@@ -15,9 +15,10 @@
 //!
 //! A connection handshake is a chain of short waits: the port mapper's answer, then each
 //! flight of the TLS handshake, each side idle while the other computes its keys and
-//! signatures for a few hundred microseconds, longer than the spin. So for a while after a
-//! handshake starts ([`HANDSHAKE_SPIN`]) a task keeps one worker of the node busy, and the
-//! handshake's messages find it awake (see [`BusyWait::handshake_started`]).
+//! signatures for a few hundred microseconds, longer than the spin. So while a handshake is
+//! in progress, for [`HANDSHAKE_SPIN`] after it started at most, a task keeps one worker of
+//! the node busy, and the handshake's messages find it awake (see
+//! [`BusyWait::handshake_started`]).
 //!
 //! [`NodeConfig::busy_wait`]: crate::NodeConfig::busy_wait
 
@@ -25,9 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long after the start of a connection handshake (dialled or accepted) a node's
-/// workers spin before they sleep: a first connect on the reference VM takes 2-3 ms, of
-/// which a few hundred microseconds at a time each side waits for the other.
+/// How long after the start of a connection handshake (dialled or accepted) a task keeps
+/// one of the node's workers busy at most, while the handshake is in progress: a first
+/// connect on the reference VM takes 1.5-3 ms, of which a few hundred microseconds at a
+/// time each side waits for the other.
 pub(crate) const HANDSHAKE_SPIN: Duration = Duration::from_millis(4);
 
 /// Spins before a worker sleeps, until work shows up or the limit passes.
