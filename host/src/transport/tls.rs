@@ -4,7 +4,7 @@
 //! carries the same key; the handshake's signature then proves the peer holds that key, and
 //! so knows the cookie. The cookie itself never crosses the wire.
 //!
-//! Until commit "One cluster key", the cookie's key was a CA that signed a fresh leaf key per
+//! Until commit a312bdc, the cookie's key was a CA that signed a fresh leaf key per
 //! node start, checked by stock rustls verifiers. That proved the same thing (a cookie holder
 //! made the peer's certificate) at the price of one more Ed25519 verification and webpki's
 //! chain building on each side of every first connect, both on the handshake's critical
