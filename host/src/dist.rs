@@ -266,7 +266,7 @@ pub(crate) struct Dist {
     pub received: AtomicU64,
     net: tokio::runtime::Handle,
     max_frame: usize,
-    _mapper: Option<Mapper>,
+    mapper: Option<Mapper>,
 }
 
 impl Dist {
@@ -311,7 +311,7 @@ impl Dist {
             received: AtomicU64::new(0),
             net,
             max_frame: max_message + crate::proto::MAX_HEADER_BYTES,
-            _mapper: mapper,
+            mapper,
         })
     }
 
@@ -442,9 +442,15 @@ impl Dist {
                 reason: "no address and no port mapper".into(),
             });
         };
-        mapper::lookup(name, port)
-            .await
-            .map_err(|e| ConnectError::Resolve { node: name.to_owned(), reason: e.to_string() })
+        let here = match &self.mapper {
+            Some(mapper) => mapper.lookup_here(name).await,
+            None => None,
+        };
+        let found = match here {
+            Some(found) => found,
+            None => mapper::lookup(name, port).await,
+        };
+        found.map_err(|e| ConnectError::Resolve { node: name.to_owned(), reason: e.to_string() })
     }
 
     /// Whether an incoming connection from `hello` may be installed now.

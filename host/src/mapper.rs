@@ -8,15 +8,21 @@
 //!
 //! The protocol is lines of text: `REGISTER name port` → `OK` | `TAKEN`;
 //! `LOOKUP name` → `PORT n` | `NONE`; `NAMES` → `NAMES name=port ...`.
+//!
+//! A node looks up the other nodes of its own host through what it already holds
+//! ([`Mapper::lookup_here`]): the table, when it serves the mapper, or its registration's
+//! connection, which takes requests too. A lookup then costs no TCP connection of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 
 /// The mapper's default port (Erlang's epmd uses 4369).
 pub const DEFAULT_MAPPER_PORT: u16 = 4370;
@@ -73,10 +79,10 @@ pub async fn lookup(name: &str, mapper_port: u16) -> Result<SocketAddr, LookupEr
     for addr in addrs {
         match tokio::time::timeout(LOOKUP_TIMEOUT, ask(addr, &format!("LOOKUP {short}"))).await {
             Ok(Ok(answer)) => {
-                return match answer.strip_prefix("PORT ").map(str::parse::<u16>) {
-                    Some(Ok(port)) => Ok(SocketAddr::new(addr.ip(), port)),
-                    _ if answer == "NONE" => Err(LookupError::Unknown(name.to_owned())),
-                    _ => Err(LookupError::Protocol(host.to_owned())),
+                return match parse_port(&answer) {
+                    Some(Some(port)) => Ok(SocketAddr::new(addr.ip(), port)),
+                    Some(None) => Err(LookupError::Unknown(name.to_owned())),
+                    None => Err(LookupError::Protocol(host.to_owned())),
                 };
             }
             Ok(Err(e)) => last = e.to_string(),
@@ -98,6 +104,25 @@ async fn ask(addr: SocketAddr, request: &str) -> std::io::Result<String> {
 /// Keeps this node registered with its host's mapper, serving the mapper when none runs.
 pub struct Mapper {
     task: tokio::task::JoinHandle<()>,
+    here: Arc<Here>,
+}
+
+/// What a node holds of its host's mapper, for its own lookups.
+#[derive(Default)]
+struct Here {
+    /// Whether the mapper is the one on 127.0.0.1, where [`lookup`] asks for `…@localhost`.
+    loopback: bool,
+    /// The table, while this node serves the mapper.
+    table: Mutex<Option<Table>>,
+    /// The registration with another node's mapper, while it is up.
+    registration: tokio::sync::Mutex<Option<Registration>>,
+}
+
+/// A registration's connection, used for lookups too.
+struct Registration {
+    write: OwnedWriteHalf,
+    /// Lookups sent and not yet answered, in the order sent (answers come in that order).
+    waiting: Arc<Mutex<VecDeque<oneshot::Sender<String>>>>,
 }
 
 impl Mapper {
@@ -110,21 +135,73 @@ impl Mapper {
         udp_port: u16,
         registered: std::sync::mpsc::Sender<()>,
     ) -> Self {
-        let task = tokio::spawn(async move {
-            loop {
-                if let Err(e) = keep_registered(ip, mapper_port, &short, udp_port, &registered).await {
-                    tracing::debug!("port mapper: {e}");
+        let loopback = ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let here = Arc::new(Here { loopback, ..Here::default() });
+        let task = tokio::spawn({
+            let here = Arc::clone(&here);
+            async move {
+                loop {
+                    if let Err(e) =
+                        keep_registered(ip, mapper_port, &short, udp_port, &registered, &here).await
+                    {
+                        tracing::debug!("port mapper: {e}");
+                    }
+                    tokio::time::sleep(RETRY).await;
                 }
-                tokio::time::sleep(RETRY).await;
             }
         });
-        Self { task }
+        Self { task, here }
+    }
+
+    /// The address of node `name` if it runs on this host under `localhost`, from the
+    /// table this node serves or through its registration: `Some(Err(Unknown))` if the
+    /// mapper does not know it, `None` if this cannot tell (another host, no registration
+    /// up): ask [`lookup`] then.
+    pub async fn lookup_here(&self, name: &str) -> Option<Result<SocketAddr, LookupError>> {
+        let (short, host) = name.split_once('@')?;
+        // One word: anything else would not be one request on the shared connection.
+        if !self.here.loopback || !host.eq_ignore_ascii_case("localhost") || !is_word(short) {
+            return None;
+        }
+        let table = self.here.table.lock().clone();
+        let port = match table {
+            Some(table) => table.lock().get(short).copied(),
+            None => parse_port(&self.ask_registered(short).await?)?,
+        };
+        let addr = port.map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        Some(addr.ok_or_else(|| LookupError::Unknown(name.to_owned())))
+    }
+
+    /// Sends `LOOKUP short` on the registration's connection and waits for the answer.
+    async fn ask_registered(&self, short: &str) -> Option<String> {
+        let answer = {
+            let mut registration = self.here.registration.lock().await;
+            let registration = registration.as_mut()?;
+            let (tx, rx) = oneshot::channel();
+            registration.waiting.lock().push_back(tx);
+            registration.write.write_all(format!("LOOKUP {short}\n").as_bytes()).await.ok()?;
+            rx
+        };
+        tokio::time::timeout(LOOKUP_TIMEOUT, answer).await.ok()?.ok()
     }
 }
 
 impl Drop for Mapper {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Whether `s` is a non-empty word without whitespace.
+fn is_word(s: &str) -> bool {
+    !s.is_empty() && !s.contains(char::is_whitespace)
+}
+
+/// A `LOOKUP` answer: `Some(Some(port))`, `Some(None)` for `NONE`, `None` if malformed.
+fn parse_port(answer: &str) -> Option<Option<u16>> {
+    match answer.strip_prefix("PORT ") {
+        Some(port) => port.parse().ok().map(Some),
+        None => (answer == "NONE").then_some(None),
     }
 }
 
@@ -136,12 +213,16 @@ async fn keep_registered(
     short: &str,
     udp_port: u16,
     registered: &std::sync::mpsc::Sender<()>,
+    here: &Here,
 ) -> std::io::Result<()> {
     if let Ok(listener) = TcpListener::bind(SocketAddr::new(ip, mapper_port)).await {
         tracing::debug!(%ip, mapper_port, "serving the port mapper");
         let table = Arc::new(Mutex::new(HashMap::from([(short.to_owned(), udp_port)])));
+        *here.table.lock() = Some(Arc::clone(&table));
         let _ = registered.send(());
-        return serve(listener, table).await;
+        let served = serve(listener, table).await;
+        *here.table.lock() = None;
+        return served;
     }
     let connect_ip = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
     let stream = TcpStream::connect(SocketAddr::new(connect_ip, mapper_port)).await?;
@@ -150,17 +231,35 @@ async fn keep_registered(
     let mut lines = BufReader::new(read);
     let mut line = String::new();
     lines.read_line(&mut line).await?;
-    if line.trim() == "OK" {
-        let _ = registered.send(());
-    } else {
+    if line.trim() != "OK" {
         tracing::warn!(name = short, "the port mapper refused the registration: {}", line.trim());
-    }
-    // Held until the mapper closes the connection.
-    line.clear();
-    while lines.read_line(&mut line).await? > 0 {
+        // Held until the mapper closes the connection.
         line.clear();
+        while lines.read_line(&mut line).await? > 0 {
+            line.clear();
+        }
+        return Ok(());
     }
-    Ok(())
+    let waiting = Arc::new(Mutex::new(VecDeque::new()));
+    *here.registration.lock().await = Some(Registration { write, waiting: Arc::clone(&waiting) });
+    let _ = registered.send(());
+    // Held until the mapper closes the connection; what comes meanwhile answers lookups.
+    let held = async {
+        loop {
+            line.clear();
+            if (&mut lines).take(MAX_LINE_BYTES as u64).read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            if let Some(lookup) = waiting.lock().pop_front() {
+                let _ = lookup.send(line.trim().to_owned());
+            }
+        }
+    };
+    let result: std::io::Result<()> = held.await;
+    *here.registration.lock().await = None;
+    // Lookups still waiting see their answer channel close.
+    waiting.lock().clear();
+    result
 }
 
 type Table = Arc<Mutex<HashMap<String, u16>>>;
@@ -215,5 +314,43 @@ async fn client(stream: TcpStream, table: Table) {
     }
     if let Some(name) = registered {
         table.lock().remove(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits, within a deadline, until a mapper task reports its registration.
+    async fn registered(rx: std::sync::mpsc::Receiver<()>) -> std::sync::mpsc::Receiver<()> {
+        tokio::task::spawn_blocking(move || {
+            rx.recv_timeout(Duration::from_secs(10)).expect("registered with the mapper");
+            rx
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_of_this_host_are_found_through_what_a_node_holds() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let serving = Mapper::start(localhost, port, "a".into(), 1111, tx.clone());
+        let rx = registered(rx).await;
+        let registering = Mapper::start(localhost, port, "b".into(), 2222, tx);
+        registered(rx).await;
+        let addr = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        // From the table the serving node holds, and over the other's registration.
+        assert_eq!(serving.lookup_here("b@localhost").await.unwrap().unwrap(), addr(2222));
+        assert_eq!(registering.lookup_here("a@localhost").await.unwrap().unwrap(), addr(1111));
+        assert_eq!(registering.lookup_here("b@LOCALHOST").await.unwrap().unwrap(), addr(2222));
+        assert!(matches!(registering.lookup_here("c@localhost").await, Some(Err(LookupError::Unknown(_)))));
+        // The same answers through a connection of its own.
+        assert_eq!(lookup("a@localhost", port).await.unwrap(), addr(1111));
+        // Not this host's, or not one request: the caller asks the host's mapper itself.
+        assert!(registering.lookup_here("a@elsewhere").await.is_none());
+        assert!(registering.lookup_here("a\nNAMES@localhost").await.is_none());
+        assert!(registering.lookup_here("@localhost").await.is_none());
     }
 }
