@@ -20,7 +20,9 @@ pub fn sleep(d: Duration) {
 
 /// Sends `msg` to `to` after `d`, even if this process has ended by then (as Erlang's
 /// `send_after`); returns a reference for [`cancel_timer`]. A message over
-/// the node's size limit fails at once ([`SendError::TooLarge`]); a local receiver whose
+/// the node's size limit fails at once ([`SendError::TooLarge`]), and so does a timer that
+/// would take this process's pending timers past its own mailbox's limits
+/// ([`SendError::MailboxFull`]: their messages wait in the node). A local receiver whose
 /// mailbox is full when the timer fires ends with a limit reason (the sender cannot be told).
 pub fn send_after<T: Serialize + ?Sized>(d: Duration, to: Pid, msg: &T) -> Result<Ref, SendError> {
     codec::with_encoded(msg, |bytes| wit::send_after(millis(d), to.to_wit(), 0, bytes))

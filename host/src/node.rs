@@ -167,6 +167,28 @@ pub struct Node {
 }
 
 /// What the processes of a node share.
+/// A pending `send-after` timer. What it holds besides its setter works by being dropped
+/// when the timer leaves [`NodeInner::timers`] (it fired or was cancelled).
+pub(crate) struct PendingTimer {
+    /// The process that set it, the only one that may cancel it.
+    pub setter: Pid,
+    /// Dropped to cancel it: its task then ends at once.
+    _cancel: tokio::sync::oneshot::Sender<()>,
+    /// Its message's room in the setter's timer budget.
+    _reserved: crate::process::state::Reserved,
+}
+
+impl PendingTimer {
+    /// A timer set by `setter`, cancelled by dropping `cancel`, holding `reserved`.
+    pub fn new(
+        setter: Pid,
+        cancel: tokio::sync::oneshot::Sender<()>,
+        reserved: crate::process::state::Reserved,
+    ) -> Self {
+        Self { setter, _cancel: cancel, _reserved: reserved }
+    }
+}
+
 pub(crate) struct NodeInner {
     pub name: String,
     pub id: NodeId,
@@ -182,9 +204,8 @@ pub(crate) struct NodeInner {
     pub node_names: DashMap<NodeId, String>,
     /// The workers' spin before they sleep; connection handshakes lengthen it.
     pub busy_wait: Arc<BusyWait>,
-    /// Pending `send-after` timers by reference: the process that set each, and the sender
-    /// whose drop cancels it. They outlive their setters, as Erlang's do.
-    pub timers: DashMap<Ref, (Pid, tokio::sync::oneshot::Sender<()>)>,
+    /// Pending `send-after` timers by reference. They outlive their setters, as Erlang's do.
+    pub timers: DashMap<Ref, PendingTimer>,
     /// The process runtime.
     pub runtime: tokio::runtime::Handle,
     /// Marked by every poll of a guest, so that the epoch ticker runs only while guests do.

@@ -428,6 +428,26 @@ async fn a_timer_outlives_the_process_that_set_it() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn pending_timers_are_held_to_the_setters_mailbox_limits() -> anyhow::Result<()> {
+    let mut config = spore_tests::test_config("timerlimits@localhost");
+    config.limits.mailbox_len = 50;
+    config.limits.mailbox_bytes = 1 << 20;
+    let node = Node::start(config)?;
+    let limits = load(&node, guests::LIMITS).await?;
+    let mut me = node.host_process();
+    let parent = node.pid_value(me.pid());
+    // By count: the 51st pending timer is refused; a cancel makes room again.
+    spawn(&node, limits, "pending_timers", vec![parent.clone(), int(1000), int(1)])?;
+    let (_, outcome) = next_message(&mut me).await?;
+    ensure!(as_text(&outcome)? == "50 set, then mailbox full; after a cancel: set", "{outcome:?}");
+    // By bytes: three messages of 300 KiB fit in 1 MiB, a fourth does not.
+    spawn(&node, limits, "pending_timers", vec![parent, int(1000), int(300 << 10)])?;
+    let (_, outcome) = next_message(&mut me).await?;
+    ensure!(as_text(&outcome)? == "3 set, then mailbox full; after a cancel: set", "{outcome:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn only_well_formed_node_names_are_remembered() -> anyhow::Result<()> {
     let node = node("known@localhost");
     let long = format!("{}@localhost", "x".repeat(300));

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::spore::process::timer::{self as wit, Host};
+use crate::node::PendingTimer;
 use crate::process::Pid;
 use crate::process::entry::{RUNNING, SLEEPING};
 use crate::process::state::ProcState;
@@ -34,13 +35,16 @@ impl Host for ProcState {
         if let Err(e) = self.node.check_size(&payload) {
             return Ok(Err(e.into()));
         }
+        let Some(reserved) = self.timer_budget().reserve(payload.len(), self.me.mailbox.limits()) else {
+            return Ok(Err(wit::SendError::MailboxFull));
+        };
         let r = self.node.table.make_ref();
         let node = Arc::clone(&self.node);
         let from = self.me.pid;
         let to: Pid = to.into();
         // Dropping the sender (a cancel) ends the task at once.
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
-        self.node.timers.insert(r, (from, cancel));
+        self.node.timers.insert(r, PendingTimer::new(from, cancel, reserved));
         self.node.runtime.spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))) => {}
@@ -67,6 +71,6 @@ impl Host for ProcState {
 
     fn cancel(&mut self, timer: u64) -> wasmtime::Result<bool> {
         let me = self.me.pid;
-        Ok(self.node.timers.remove_if(&timer, |_, (setter, _)| *setter == me).is_some())
+        Ok(self.node.timers.remove_if(&timer, |_, t| t.setter == me).is_some())
     }
 }

@@ -56,6 +56,11 @@ impl Mailbox {
         }
     }
 
+    /// Its limits: ordinary messages, and their payload bytes.
+    pub fn limits(&self) -> (usize, usize) {
+        (self.limit, self.byte_limit)
+    }
+
     /// Appends an entry; ordinary messages are refused when the mailbox is full.
     pub fn push(&self, entry: Incoming) -> Result<(), MailboxFull> {
         {

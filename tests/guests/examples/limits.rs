@@ -56,6 +56,35 @@ fn send_big_later(parent: Pid, bytes: u64) {
     send(parent, &outcome);
 }
 
+/// Sets timers an hour away, each with a message of `bytes` bytes for `parent`, until one
+/// is refused or `n` are set; then cancels the first and sets one more. Reports
+/// `"<set> set, then <error>; after a cancel: <outcome>"` to `parent`.
+fn pending_timers(parent: Pid, n: u64, bytes: u64) {
+    let hour = Duration::from_secs(3600);
+    let message = serde_bytes_vec(bytes as usize);
+    let mut timers = Vec::new();
+    let mut refused = "none".to_owned();
+    while (timers.len() as u64) < n {
+        match spore_guest::send_after(hour, parent, &message) {
+            Ok(timer) => timers.push(timer),
+            Err(e) => {
+                refused = e.to_string();
+                break;
+            }
+        }
+    }
+    let again = match timers.first() {
+        Some(&first) if spore_guest::cancel_timer(first) => {
+            match spore_guest::send_after(hour, parent, &message) {
+                Ok(_) => "set".to_owned(),
+                Err(e) => e.to_string(),
+            }
+        }
+        _ => "nothing to cancel".to_owned(),
+    };
+    send(parent, &format!("{} set, then {refused}; after a cancel: {again}", timers.len()));
+}
+
 /// Receives with `n` selectors (none matching, no wait), then tells `parent` "received".
 fn many_selectors(parent: Pid, n: u64) {
     use spore_guest::bindings::spore::process::mailbox as wit;
@@ -81,6 +110,7 @@ spore_guest::entries!(
     deaf,
     timers,
     timer_after_end,
+    pending_timers,
     spawn_bytes,
     many_selectors
 );
