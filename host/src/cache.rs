@@ -104,7 +104,8 @@ pub(crate) struct CodeCache {
     pub compiled: AtomicU64,
     /// Modules whose compiled artifact came from the disk cache.
     pub from_disk: AtomicU64,
-    /// Compiles one module at a time: compiling is CPU-bound and uses every core.
+    /// Compiles and prepares one module at a time: compiling is CPU-bound and uses every
+    /// core.
     compiling: tokio::sync::Semaphore,
     /// Distinguishes artifacts of differently configured engines in the disk cache.
     engine_key: String,
@@ -157,37 +158,37 @@ impl CodeCache {
     }
 
     /// Validates, compiles (or reuses the disk cache) and prepares `bytes`.
+    ///
+    /// One module at a time, from the compile to the module's entry in memory: a second
+    /// load of the same bytes that came meanwhile (a burst of spawns of a module new to
+    /// this node) finds it there instead of compiling it again.
     pub async fn load(&self, node: &Arc<NodeInner>, bytes: Bytes) -> Result<Arc<LoadedModule>, LoadError> {
         check_header(&bytes, self.max_bytes)?;
         let id = ModuleId::of(&bytes);
         if let Some(m) = self.get(&id) {
             return Ok(m);
         }
-        let component = {
-            let _permit = self.compiling.acquire().await.map_err(|e| LoadError::Invalid(e.to_string()))?;
-            if let Some(m) = self.get(&id) {
-                return Ok(m);
-            }
-            let engine = node.engine.clone();
-            let artifact = self.dir.as_ref().map(|d| d.join(format!("{id}-{}.cwasm", self.engine_key)));
-            let source = bytes.clone();
-            let (component, cached) =
-                tokio::task::spawn_blocking(move || compile(&engine, &source, artifact))
-                    .await
-                    .map_err(|e| LoadError::Invalid(format!("compiler task failed: {e}")))??;
-            if let Some(dir) = &self.dir {
-                self.keep(dir, id, &bytes, (!cached).then(|| component.clone()));
-            }
-            let counter = if cached { &self.from_disk } else { &self.compiled };
-            counter.fetch_add(1, Ordering::Relaxed);
-            component
-        };
+        let _permit = self.compiling.acquire().await.map_err(|e| LoadError::Invalid(e.to_string()))?;
+        if let Some(m) = self.get(&id) {
+            return Ok(m);
+        }
+        let engine = node.engine.clone();
+        let artifact = self.dir.as_ref().map(|d| d.join(format!("{id}-{}.cwasm", self.engine_key)));
+        let source = bytes.clone();
+        let (component, cached) = tokio::task::spawn_blocking(move || compile(&engine, &source, artifact))
+            .await
+            .map_err(|e| LoadError::Invalid(format!("compiler task failed: {e}")))??;
+        if let Some(dir) = &self.dir {
+            self.keep(dir, id, &bytes, (!cached).then(|| component.clone()));
+        }
+        let counter = if cached { &self.from_disk } else { &self.compiled };
+        counter.fetch_add(1, Ordering::Relaxed);
         let instance_pre =
             node.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = GuestPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let entries = list_entries(node, &pre, id).await?;
         let module = Arc::new(LoadedModule { id, bytes, entries, pre });
-        self.modules.lock().entry(id).or_insert_with(|| Arc::clone(&module));
+        self.modules.lock().insert(id, Arc::clone(&module));
         Ok(module)
     }
 }

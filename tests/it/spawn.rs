@@ -287,6 +287,26 @@ async fn a_restarted_node_reuses_its_compiled_modules() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_of_the_same_new_bytes_at_once_compile_them_once() -> anyhow::Result<()> {
+    let node = std::sync::Arc::new(Node::start(NodeConfig {
+        cache_dir: CacheDir::Disabled,
+        ..spore_tests::test_config("loadonce@localhost")
+    })?);
+    let echo = std::fs::read(guests::ECHO)?;
+    let loads: Vec<_> = (0..4)
+        .map(|_| {
+            let (node, echo) = (std::sync::Arc::clone(&node), echo.clone());
+            tokio::spawn(async move { node.load(echo).await })
+        })
+        .collect();
+    for load in loads {
+        load.await??;
+    }
+    assert_eq!(node.stats().modules_compiled, 1);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_module_with_known_code_reuses_its_compiled_functions() -> anyhow::Result<()> {
     let node = Node::start(NodeConfig {
