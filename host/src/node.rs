@@ -1,5 +1,5 @@
 //! [`Node`]: one Spore node. It owns the wasm engine, the linker, the code cache, the
-//! process table, the distribution layer and the two runtimes; [`NodeInner`] holds what
+//! process table, the distribution layer and the runtime they share; [`NodeInner`] holds what
 //! processes share and routes messages between them.
 //!
 //! # Layout
