@@ -166,7 +166,6 @@ pub struct Node {
     _ticker: EpochTicker,
 }
 
-/// What the processes of a node share.
 /// A pending `send-after` timer. What it holds besides its setter works by being dropped
 /// when the timer leaves [`NodeInner::timers`] (it fired or was cancelled).
 pub(crate) struct PendingTimer {
@@ -189,6 +188,7 @@ impl PendingTimer {
     }
 }
 
+/// What the processes of a node share.
 pub(crate) struct NodeInner {
     pub name: String,
     pub id: NodeId,

@@ -35,7 +35,8 @@ impl Host for ProcState {
         if let Err(e) = self.node.check_size(&payload) {
             return Ok(Err(e.into()));
         }
-        let Some(reserved) = self.timer_budget().reserve(payload.len(), self.me.mailbox.limits()) else {
+        let limits = self.me.mailbox.limits();
+        let Some(reserved) = self.timer_budget().reserve(payload.len(), limits) else {
             return Ok(Err(wit::SendError::MailboxFull));
         };
         let r = self.node.table.make_ref();

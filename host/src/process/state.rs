@@ -76,8 +76,8 @@ impl ProcState {
     }
 
     /// What this process's pending timers hold.
-    pub fn timer_budget(&mut self) -> Arc<TimerBudget> {
-        Arc::clone(self.timers.get_or_insert_with(Arc::default))
+    pub fn timer_budget(&mut self) -> &Arc<TimerBudget> {
+        self.timers.get_or_insert_with(Arc::default)
     }
 }
 
