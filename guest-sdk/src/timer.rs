@@ -19,9 +19,11 @@ pub fn sleep(d: Duration) {
 }
 
 /// Sends `msg` to `to` after `d`, even if this process has ended by then (as Erlang's
-/// `send_after`); returns a reference for [`cancel_timer`]. A message over
-/// the node's size limit fails at once ([`SendError::TooLarge`]), and so does a timer that
-/// would take this process's pending timers past its own mailbox's limits
+/// `send_after`); returns a reference for [`cancel_timer`]. A timer for a process of this
+/// node ends with that process (one for a process that is not alive does nothing); a timer
+/// for another node's process ends with this one. A message over the node's size limit
+/// fails at once ([`SendError::TooLarge`]), and so does a timer that would take the pending
+/// timers of the process it ends with past that process's mailbox limits
 /// ([`SendError::MailboxFull`]: their messages wait in the node). A local receiver whose
 /// mailbox is full when the timer fires ends with a limit reason (the sender cannot be told).
 pub fn send_after<T: Serialize + ?Sized>(d: Duration, to: Pid, msg: &T) -> Result<Ref, SendError> {

@@ -14,8 +14,8 @@ mod spawning;
 
 pub(crate) use spawning::Parent;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -136,6 +136,8 @@ pub struct NodeStats {
     /// Functions of this node's modules found compiled already, in the function cache
     /// (identical code in another module, or in an earlier version of the same module).
     pub functions_reused: u64,
+    /// `send-after` timers waiting to fire.
+    pub pending_timers: u64,
 }
 
 /// A snapshot of one process, for `spore ps` and embedders.
@@ -166,25 +168,44 @@ pub struct Node {
     _ticker: EpochTicker,
 }
 
-/// A pending `send-after` timer. What it holds besides its setter works by being dropped
-/// when the timer leaves [`NodeInner::timers`] (it fired or was cancelled).
+/// A pending `send-after` timer. Dropped when it leaves [`NodeInner::timers`] (it fired, was
+/// cancelled, or its owner ended): that ends its task and gives its room back to its owner.
 pub(crate) struct PendingTimer {
     /// The process that set it, the only one that may cancel it.
     pub setter: Pid,
     /// Dropped to cancel it: its task then ends at once.
     _cancel: tokio::sync::oneshot::Sender<()>,
-    /// Its message's room in the setter's timer budget.
-    _reserved: crate::process::state::Reserved,
+    /// The process whose [`OwnedTimers`](crate::process::entry::OwnedTimers) count it.
+    owner: Weak<ProcessEntry>,
+    /// Its key in [`NodeInner::timers`].
+    reference: Ref,
+    /// Its message's payload bytes.
+    bytes: usize,
 }
 
 impl PendingTimer {
-    /// A timer set by `setter`, cancelled by dropping `cancel`, holding `reserved`.
+    /// A timer set by `setter` and counted by `owner` as `reference` with `bytes` of payload,
+    /// cancelled by dropping `cancel`.
     pub fn new(
         setter: Pid,
         cancel: tokio::sync::oneshot::Sender<()>,
-        reserved: crate::process::state::Reserved,
+        owner: &Arc<ProcessEntry>,
+        reference: Ref,
+        bytes: usize,
     ) -> Self {
-        Self { setter, _cancel: cancel, _reserved: reserved }
+        Self { setter, _cancel: cancel, owner: Arc::downgrade(owner), reference, bytes }
+    }
+}
+
+impl Drop for PendingTimer {
+    fn drop(&mut self) {
+        let Some(owner) = self.owner.upgrade() else { return };
+        let mut signals = owner.signals.lock();
+        if let Some(timers) = signals.timers.as_mut()
+            && timers.refs.remove(&self.reference)
+        {
+            timers.bytes -= self.bytes;
+        }
     }
 }
 
@@ -204,7 +225,9 @@ pub(crate) struct NodeInner {
     pub node_names: DashMap<NodeId, String>,
     /// The workers' spin before they sleep; connection handshakes lengthen it.
     pub busy_wait: Arc<BusyWait>,
-    /// Pending `send-after` timers by reference. They outlive their setters, as Erlang's do.
+    /// Pending `send-after` timers by reference. A timer ends with its owner (see
+    /// `OwnedTimers`), not with its setter. Never hold one of its locks while locking a
+    /// process's `signals`: dropping a timer locks its owner's.
     pub timers: DashMap<Ref, PendingTimer>,
     /// The process runtime.
     pub runtime: tokio::runtime::Handle,
@@ -362,6 +385,7 @@ impl Node {
             modules_received: dist.map_or(0, |d| d.received.load(Ordering::Relaxed)),
             functions_compiled: fns.map_or(0, |c| c.inserts.load(Ordering::Relaxed)),
             functions_reused: fns.map_or(0, |c| c.hits.load(Ordering::Relaxed)),
+            pending_timers: self.inner.timers.len() as u64,
         }
     }
 

@@ -10,7 +10,7 @@ use spore_host::transport::tls::ClusterIdentity;
 use spore_host::transport::{ConnectError, Transport, peer};
 use spore_host::{DistConfig, ExitReason, Incoming, Selector, SpawnRequest, cbor};
 use spore_tests::{
-    DEADLINE, TICK, cluster, dist_node, free_port, guests, int, load, next_message, next_node_event,
+    DEADLINE, TICK, as_text, cluster, dist_node, free_port, guests, int, load, next_message, next_node_event,
     next_signal, spawn, text,
 };
 
@@ -139,6 +139,28 @@ async fn a_remote_message_to_a_full_mailbox_ends_the_receiver_visibly() -> anyho
         }
         other => anyhow::bail!("unexpected {other:?}"),
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timer_for_another_nodes_process_ends_with_its_setter() -> anyhow::Result<()> {
+    let nodes = cluster("timer-remote", 2);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let limits = load(a, guests::LIMITS).await?;
+    let there = b.host_process();
+    let mut me = a.host_process();
+    let setter = spawn(a, limits, "timer_for", vec![a.pid_value(me.pid()), a.pid_value(there.pid())])?;
+    let (_, outcome) = next_message(&mut me).await?;
+    ensure!(as_text(&outcome)? == "set", "{outcome:?}");
+    ensure!(a.stats().pending_timers == 1);
+    // This node cannot see the end of the process it is for: the setter owns it.
+    let monitor = me.monitor(setter);
+    me.kill(setter);
+    match next_signal(&mut me).await? {
+        Incoming::Down { monitor: m, .. } if m == monitor => {}
+        other => anyhow::bail!("expected the setter's down notice, got {other:?}"),
+    }
+    ensure!(a.stats().pending_timers == 0, "the timer outlived its setter");
     Ok(())
 }
 

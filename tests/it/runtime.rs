@@ -428,7 +428,7 @@ async fn a_timer_outlives_the_process_that_set_it() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn pending_timers_are_held_to_the_setters_mailbox_limits() -> anyhow::Result<()> {
+async fn pending_timers_are_held_to_their_owners_mailbox_limits_and_end_with_it() -> anyhow::Result<()> {
     let mut config = spore_tests::test_config("timerlimits@localhost");
     config.limits.mailbox_len = 50;
     config.limits.mailbox_bytes = 1 << 20;
@@ -436,14 +436,48 @@ async fn pending_timers_are_held_to_the_setters_mailbox_limits() -> anyhow::Resu
     let limits = load(&node, guests::LIMITS).await?;
     let mut me = node.host_process();
     let parent = node.pid_value(me.pid());
-    // By count: the 51st pending timer is refused; a cancel makes room again.
-    spawn(&node, limits, "pending_timers", vec![parent.clone(), int(1000), int(1)])?;
+    // Timers for itself: by count, the 51st pending timer is refused; a cancel makes room
+    // again. By bytes: three messages of 300 KiB fit in 1 MiB, a fourth does not.
+    for (bytes, expected) in [
+        (1, "50 set, then mailbox full; after a cancel: set"),
+        (300 << 10, "3 set, then mailbox full; after a cancel: set"),
+    ] {
+        let setter = spawn(&node, limits, "pending_timers", vec![parent.clone(), int(1000), int(bytes)])?;
+        let monitor = me.monitor(setter);
+        let (_, outcome) = next_message(&mut me).await?;
+        ensure!(as_text(&outcome)? == expected, "{outcome:?}");
+        // They were its own: they ended with it.
+        match next_signal(&mut me).await? {
+            Incoming::Down { monitor: m, .. } if m == monitor => {}
+            other => anyhow::bail!("expected the setter's down notice, got {other:?}"),
+        }
+        ensure!(node.stats().pending_timers == 0, "{} timers left", node.stats().pending_timers);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timer_ends_with_the_local_process_it_is_for() -> anyhow::Result<()> {
+    let node = node("timer-target-end@localhost");
+    let limits = load(&node, guests::LIMITS).await?;
+    let mut me = node.host_process();
+    let parent = node.pid_value(me.pid());
+    let target = spawn(&node, limits, "wait", vec![parent.clone(), int(3_600_000)])?;
+    spawn(&node, limits, "timer_for", vec![parent.clone(), node.pid_value(target)])?;
     let (_, outcome) = next_message(&mut me).await?;
-    ensure!(as_text(&outcome)? == "50 set, then mailbox full; after a cancel: set", "{outcome:?}");
-    // By bytes: three messages of 300 KiB fit in 1 MiB, a fourth does not.
-    spawn(&node, limits, "pending_timers", vec![parent, int(1000), int(300 << 10)])?;
+    ensure!(as_text(&outcome)? == "set", "{outcome:?}");
+    ensure!(node.stats().pending_timers == 1);
+    let monitor = me.monitor(target);
+    me.kill(target);
+    match next_signal(&mut me).await? {
+        Incoming::Down { monitor: m, .. } if m == monitor => {}
+        other => anyhow::bail!("expected the target's down notice, got {other:?}"),
+    }
+    ensure!(node.stats().pending_timers == 0, "the timer for a dead process is still pending");
+    // As in Erlang, a timer for a process that is not alive is set and does nothing.
+    spawn(&node, limits, "timer_for", vec![parent, node.pid_value(target)])?;
     let (_, outcome) = next_message(&mut me).await?;
-    ensure!(as_text(&outcome)? == "3 set, then mailbox full; after a cancel: set", "{outcome:?}");
+    ensure!(as_text(&outcome)? == "set" && node.stats().pending_timers == 0, "{outcome:?}");
     Ok(())
 }
 

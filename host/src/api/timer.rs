@@ -35,17 +35,38 @@ impl Host for ProcState {
         if let Err(e) = self.node.check_size(&payload) {
             return Ok(Err(e.into()));
         }
-        let limits = self.me.mailbox.limits();
-        let Some(reserved) = self.timer_budget().reserve(payload.len(), limits) else {
-            return Ok(Err(wit::SendError::MailboxFull));
-        };
         let r = self.node.table.make_ref();
-        let node = Arc::clone(&self.node);
         let from = self.me.pid;
         let to: Pid = to.into();
+        // A timer for a process of this node is its: it ends with it, as Erlang's does (one
+        // for a process that is not alive does nothing). A timer for another node's process
+        // is its setter's, which this node can watch.
+        let owner = if to.node == self.node.id {
+            match self.node.table.get(&to) {
+                Some(entry) => entry,
+                None => return Ok(Ok(r)),
+            }
+        } else {
+            Arc::clone(&self.me)
+        };
         // Dropping the sender (a cancel) ends the task at once.
         let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
-        self.node.timers.insert(r, PendingTimer::new(from, cancel, reserved));
+        {
+            let mut signals = owner.signals.lock();
+            if !signals.alive {
+                return Ok(Ok(r));
+            }
+            let (count_limit, byte_limit) = owner.mailbox.limits();
+            let timers = signals.timers.get_or_insert_with(Box::default);
+            if timers.refs.len() >= count_limit || timers.bytes.saturating_add(payload.len()) > byte_limit {
+                return Ok(Err(wit::SendError::MailboxFull));
+            }
+            timers.refs.insert(r);
+            timers.bytes += payload.len();
+            // Under the owner's lock, so that its end finds the timer.
+            self.node.timers.insert(r, PendingTimer::new(from, cancel, &owner, r, payload.len()));
+        }
+        let node = Arc::clone(&self.node);
         self.node.runtime.spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(ms.min(MAX_TIMER_MS))) => {}

@@ -137,7 +137,7 @@ impl NodeInner {
     /// Everything that follows the end of a process: names, links, monitors, group. Runs
     /// once per process; later calls do nothing.
     pub fn process_ended(self: &Arc<Self>, me: &ProcessEntry, reason: ExitReason) {
-        let (name, links, monitored_by, monitoring) = {
+        let (name, links, monitored_by, monitoring, timers) = {
             let mut s = me.signals.lock();
             if !s.alive {
                 return;
@@ -148,8 +148,13 @@ impl NodeInner {
                 std::mem::take(&mut s.links),
                 std::mem::take(&mut s.monitored_by),
                 std::mem::take(&mut s.monitoring),
+                s.timers.take(),
             )
         };
+        // Its timers end with it (outside its lock: a timer's drop takes it).
+        for r in timers.iter().flat_map(|t| t.refs.iter()) {
+            self.timers.remove(r);
+        }
         let pid = me.pid;
         if let Some(name) = name {
             self.table.unregister_if(&name, pid);

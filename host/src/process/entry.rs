@@ -81,6 +81,19 @@ pub(crate) struct Signals {
     pub monitors_nodes: bool,
     /// Nodes it watches with `monitor-node`.
     pub node_monitors: HashSet<String>,
+    /// The pending `send-after` timers it owns, from the first on.
+    pub timers: Option<Box<OwnedTimers>>,
+}
+
+/// The pending `send-after` timers a process owns: those aimed at it, and those it set for
+/// processes on other nodes. A timer's message waits in the node, outside every guest's
+/// memory, so the timers a process owns hold at most what its mailbox may, and end with it.
+#[derive(Default)]
+pub(crate) struct OwnedTimers {
+    /// Their references (keys of the node's timers).
+    pub refs: HashSet<Ref>,
+    /// Their messages' payload bytes.
+    pub bytes: usize,
 }
 
 impl ProcessEntry {

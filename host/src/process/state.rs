@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -59,8 +59,6 @@ pub(crate) struct ProcState {
     /// less host heap (W4b).
     wasi: Option<WasiCtx>,
     resources: ResourceTable,
-    /// What its pending `send-after` timers hold, from its first timer on.
-    timers: Option<Arc<TimerBudget>>,
 }
 
 impl ProcState {
@@ -72,57 +70,7 @@ impl ProcState {
         memory_limit: u64,
     ) -> Self {
         let limiter = ProcLimiter { memory_limit, me: Arc::clone(&me) };
-        Self { node, me, module, grants, limiter, wasi: None, resources: ResourceTable::new(), timers: None }
-    }
-
-    /// What this process's pending timers hold.
-    pub fn timer_budget(&mut self) -> &Arc<TimerBudget> {
-        self.timers.get_or_insert_with(Arc::default)
-    }
-}
-
-/// The messages a process's pending `send-after` timers hold, bounded as its mailbox is: a
-/// timer's message waits in the node, outside the guest's memory, until it fires, and would
-/// otherwise let a guest fill the node. Timers outlive their setter, and so does this.
-#[derive(Default)]
-pub(crate) struct TimerBudget {
-    count: AtomicUsize,
-    bytes: AtomicUsize,
-}
-
-impl TimerBudget {
-    /// Holds room for one more timer message of `bytes` bytes, unless that would take the
-    /// pending timers past `limits` (messages, payload bytes).
-    pub fn reserve(
-        self: &Arc<Self>,
-        bytes: usize,
-        (count_limit, byte_limit): (usize, usize),
-    ) -> Option<Reserved> {
-        if self.count.fetch_add(1, Ordering::AcqRel) >= count_limit {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        let before = self.bytes.fetch_add(bytes, Ordering::AcqRel);
-        if before.saturating_add(bytes) > byte_limit {
-            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-            self.count.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Reserved { budget: Arc::clone(self), bytes })
-    }
-}
-
-/// Room one pending timer holds in its setter's [`TimerBudget`], given back when dropped
-/// (the timer fired or was cancelled).
-pub(crate) struct Reserved {
-    budget: Arc<TimerBudget>,
-    bytes: usize,
-}
-
-impl Drop for Reserved {
-    fn drop(&mut self) {
-        self.budget.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
-        self.budget.count.fetch_sub(1, Ordering::AcqRel);
+        Self { node, me, module, grants, limiter, wasi: None, resources: ResourceTable::new() }
     }
 }
 

@@ -56,16 +56,17 @@ fn send_big_later(parent: Pid, bytes: u64) {
     send(parent, &outcome);
 }
 
-/// Sets timers an hour away, each with a message of `bytes` bytes for `parent`, until one
+/// Sets timers an hour away, each with a message of `bytes` bytes for itself, until one
 /// is refused or `n` are set; then cancels the first and sets one more. Reports
-/// `"<set> set, then <error>; after a cancel: <outcome>"` to `parent`.
+/// `"<set> set, then <error>; after a cancel: <outcome>"` to `parent`, and ends (its
+/// timers end with it).
 fn pending_timers(parent: Pid, n: u64, bytes: u64) {
     let hour = Duration::from_secs(3600);
     let message = serde_bytes_vec(bytes as usize);
     let mut timers = Vec::new();
     let mut refused = "none".to_owned();
     while (timers.len() as u64) < n {
-        match spore_guest::send_after(hour, parent, &message) {
+        match spore_guest::send_after(hour, Pid::me(), &message) {
             Ok(timer) => timers.push(timer),
             Err(e) => {
                 refused = e.to_string();
@@ -75,7 +76,7 @@ fn pending_timers(parent: Pid, n: u64, bytes: u64) {
     }
     let again = match timers.first() {
         Some(&first) if spore_guest::cancel_timer(first) => {
-            match spore_guest::send_after(hour, parent, &message) {
+            match spore_guest::send_after(hour, Pid::me(), &message) {
                 Ok(_) => "set".to_owned(),
                 Err(e) => e.to_string(),
             }
@@ -83,6 +84,16 @@ fn pending_timers(parent: Pid, n: u64, bytes: u64) {
         _ => "nothing to cancel".to_owned(),
     };
     send(parent, &format!("{} set, then {refused}; after a cancel: {again}", timers.len()));
+}
+
+/// Sets a timer an hour away for `target`, then tells `parent` "set" (or the error) and
+/// waits for a message.
+fn timer_for(parent: Pid, target: Pid) {
+    match spore_guest::send_after(Duration::from_secs(3600), target, "in an hour") {
+        Ok(_) => send(parent, "set"),
+        Err(e) => send(parent, &e.to_string()),
+    }
+    let _: Option<String> = receive_timeout(Duration::from_secs(3600));
 }
 
 /// Receives with `n` selectors (none matching, no wait), then tells `parent` "received".
@@ -111,6 +122,7 @@ spore_guest::entries!(
     timers,
     timer_after_end,
     pending_timers,
+    timer_for,
     spawn_bytes,
     many_selectors
 );
