@@ -35,15 +35,23 @@ const MESSAGE_OVERHEAD: usize = 64;
 /// Free send credit below which [`Peer::pace`] waits.
 const PACE_BYTES: usize = 64 << 10;
 
-/// The send credit a signal frame holds: its header's size, about.
+/// The send credit a signal frame costs: its encoded size, about.
 fn signal_cost(frame: &Frame) -> u32 {
-    let reason = match frame {
+    let body = match frame {
         Frame::Exit { reason, .. } | Frame::Down { reason, .. } | Frame::GroupEnded { reason, .. } => {
             reason.text().map_or(0, str::len)
         }
+        Frame::QueryReply { reply: QueryReply::Nodes(names), .. } => names.iter().map(|n| n.len() + 2).sum(),
+        Frame::QueryReply { reply: QueryReply::Processes(rows), .. } => rows
+            .iter()
+            .map(|r| {
+                let module = r.module.as_ref().map_or(0, |(id, entry)| id.len() + entry.len());
+                MESSAGE_OVERHEAD + r.name.as_ref().map_or(0, String::len) + module + r.status.len()
+            })
+            .sum(),
         _ => 0,
     };
-    (MESSAGE_OVERHEAD + reason) as u32
+    (MESSAGE_OVERHEAD + body).min(SEND_CREDIT_BYTES) as u32
 }
 /// How long after a failed connection attempt sends to that node are dropped without a new
 /// attempt.
@@ -176,10 +184,10 @@ impl Peer {
     }
 
     /// Queues a signal frame; false if the peer is gone. Signals never wait (many are sent
-    /// where nothing can), but hold send credit while there is some, so that a backlog of
-    /// them makes [`Peer::pace`] wait.
+    /// where nothing can), but hold the send credit they cost, or what is left of it, so that
+    /// a backlog of them makes [`Peer::pace`] wait.
     pub fn signal(&self, frame: Frame) -> bool {
-        let cost = signal_cost(&frame);
+        let cost = signal_cost(&frame).min(self.credit.available_permits() as u32);
         let credit = match self.credit.try_acquire_many(cost) {
             Ok(permit) => {
                 // The writer returns it once the frame is written.
@@ -610,10 +618,18 @@ async fn read_loop(
         match reader.next().await {
             Ok(Some((frame, payload))) => {
                 let Some(n) = node.upgrade() else { return };
+                let query = matches!(frame, Frame::Query { .. });
                 if let Err(violation) = n.handle_frame(&peer, frame, payload) {
                     tracing::warn!(peer = %peer.name, "closing the connection: {violation}");
                     conn.close(close::PROTOCOL, violation.as_bytes());
                     break format!("protocol error: {violation}");
+                }
+                drop(n);
+                // A peer that asks and does not read its answers stops being read, instead of
+                // growing their queue here. Only queries (a tool's): pacing the frames that
+                // both sides send would let two busy nodes wait on each other.
+                if query {
+                    peer.pace().await;
                 }
             }
             Ok(None) => break "stream closed".to_owned(),
@@ -810,6 +826,7 @@ mod tests {
 
     use super::*;
     use crate::process::ExitReason;
+    use crate::proto::ProcessRow;
 
     #[test]
     fn signals_hold_credit_and_a_backlog_of_them_makes_pace_wait() {
@@ -835,10 +852,34 @@ mod tests {
         for _ in 0..PACE_BYTES / cost + 1 {
             assert!(peer.signal(exit()));
         }
-        assert_eq!(peer.credit.available_permits(), SEND_CREDIT_BYTES % cost);
+        assert_eq!(peer.credit.available_permits(), 0);
         // The writer gives credit back as it writes; then pace returns.
         peer.credit.add_permits(PACE_BYTES);
         let mut pace = pin!(peer.pace());
         assert_eq!(pace.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+
+    #[test]
+    fn a_query_reply_holds_credit_for_its_size() {
+        let peer = Peer::new("asker@localhost");
+        let row = |index| ProcessRow {
+            pid: Pid { node: NodeId::of("here@localhost"), incarnation: 1, index },
+            name: Some("a-registered-name".into()),
+            module: Some(("ab".repeat(32), "main".into())),
+            memory: 65536,
+            mailbox_len: 0,
+            status: "waiting".into(),
+        };
+        let reply =
+            || Frame::QueryReply { reference: 1, reply: QueryReply::Processes((0..1000).map(row).collect()) };
+        let cost = signal_cost(&reply()) as usize;
+        assert!(cost > 1000 * 64, "{cost}");
+        // A peer that does not read: a few replies hold all the credit, and pace waits.
+        for _ in 0..SEND_CREDIT_BYTES / cost + 1 {
+            assert!(peer.signal(reply()));
+        }
+        assert_eq!(peer.credit.available_permits(), 0);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(pin!(peer.pace()).poll(&mut cx).is_pending());
     }
 }
