@@ -38,9 +38,9 @@ impl Host for ProcState {
         let r = self.node.table.make_ref();
         let from = self.me.pid;
         let to: Pid = to.into();
-        // A timer for a process of this node is its: it ends with it, as Erlang's does (one
-        // for a process that is not alive does nothing). A timer for another node's process
-        // is its setter's, which this node can watch.
+        // A timer for a process of this node belongs to that process and ends with it, as
+        // Erlang's does (one for a process that is not alive does nothing). A timer for
+        // another node's process belongs to its setter, whose end this node sees.
         let owner = if to.node == self.node.id {
             match self.node.table.get(&to) {
                 Some(entry) => entry,
