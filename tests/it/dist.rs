@@ -10,8 +10,8 @@ use spore_host::transport::tls::ClusterIdentity;
 use spore_host::transport::{ConnectError, Transport, peer};
 use spore_host::{DistConfig, ExitReason, Incoming, Selector, SpawnRequest, cbor};
 use spore_tests::{
-    DEADLINE, TICK, as_text, cluster, dist_node, free_port, guests, int, load, next_message, next_node_event,
-    next_signal, spawn, text,
+    DEADLINE, TICK, as_text, cluster, dist_node, free_port, guests, int, load, next_down, next_message,
+    next_node_event, next_signal, spawn, text,
 };
 
 #[tokio::test]
@@ -156,10 +156,7 @@ async fn a_timer_for_another_nodes_process_ends_with_its_setter() -> anyhow::Res
     // This node cannot see the end of the process it is for: the setter owns it.
     let monitor = me.monitor(setter);
     me.kill(setter);
-    match next_signal(&mut me).await? {
-        Incoming::Down { monitor: m, .. } if m == monitor => {}
-        other => anyhow::bail!("expected the setter's down notice, got {other:?}"),
-    }
+    next_down(&mut me, monitor).await?;
     ensure!(a.stats().pending_timers == 0, "the timer outlived its setter");
     Ok(())
 }

@@ -7,7 +7,9 @@ use ciborium::Value;
 use spore_host::{
     CacheDir, ExitReason, Incoming, Node, NodeConfig, Selector, SendError, SpawnError, SpawnRequest, cbor,
 };
-use spore_tests::{DEADLINE, as_text, guests, int, load, next_message, next_signal, node, spawn, text};
+use spore_tests::{
+    DEADLINE, as_text, guests, int, load, next_down, next_message, next_signal, node, spawn, text,
+};
 
 #[tokio::test]
 async fn ping_pong_prints_the_tutorial_lines_in_order() -> anyhow::Result<()> {
@@ -447,10 +449,7 @@ async fn pending_timers_are_held_to_their_owners_mailbox_limits_and_end_with_it(
         let (_, outcome) = next_message(&mut me).await?;
         ensure!(as_text(&outcome)? == expected, "{outcome:?}");
         // They were its own: they ended with it.
-        match next_signal(&mut me).await? {
-            Incoming::Down { monitor: m, .. } if m == monitor => {}
-            other => anyhow::bail!("expected the setter's down notice, got {other:?}"),
-        }
+        next_down(&mut me, monitor).await?;
         ensure!(node.stats().pending_timers == 0, "{} timers left", node.stats().pending_timers);
     }
     Ok(())
@@ -469,10 +468,7 @@ async fn a_timer_ends_with_the_local_process_it_is_for() -> anyhow::Result<()> {
     ensure!(node.stats().pending_timers == 1);
     let monitor = me.monitor(target);
     me.kill(target);
-    match next_signal(&mut me).await? {
-        Incoming::Down { monitor: m, .. } if m == monitor => {}
-        other => anyhow::bail!("expected the target's down notice, got {other:?}"),
-    }
+    next_down(&mut me, monitor).await?;
     ensure!(node.stats().pending_timers == 0, "the timer for a dead process is still pending");
     // As in Erlang, a timer for a process that is not alive is set and does nothing.
     spawn(&node, limits, "timer_for", vec![parent, node.pid_value(target)])?;

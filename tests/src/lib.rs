@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ciborium::Value;
 use spore_host::{
-    CacheDir, DistConfig, HostProcess, Incoming, ModuleId, Node, NodeConfig, Pid, Selector, SpawnRequest,
-    cbor,
+    CacheDir, DistConfig, ExitReason, HostProcess, Incoming, ModuleId, Node, NodeConfig, Pid, Ref, Selector,
+    SpawnRequest, cbor,
 };
 
 /// Paths of the guests built by build.rs.
@@ -103,6 +103,14 @@ pub async fn next_signal(me: &mut HostProcess) -> anyhow::Result<Incoming> {
     me.receive(&[Selector::Signals], Some(DEADLINE))
         .await
         .with_context(|| format!("no signal within {DEADLINE:?}"))
+}
+
+/// Waits for the down notice of `monitor` (the next signal must be it); returns its reason.
+pub async fn next_down(me: &mut HostProcess, monitor: Ref) -> anyhow::Result<ExitReason> {
+    match next_signal(me).await? {
+        Incoming::Down { monitor: m, reason, .. } if m == monitor => Ok(reason),
+        other => bail!("expected the down notice of monitor {monitor}, got {other:?}"),
+    }
 }
 
 /// The text inside a CBOR value.
