@@ -25,7 +25,7 @@ use crate::node::NodeInner;
 use crate::process::{NodeId, Pid, Ref};
 use crate::proto::{Frame, Hello, ModuleHeader, PROTOCOL_VERSION, Query, QueryReply};
 use crate::transport::peer::{self, Established, Outgoing};
-use crate::transport::tls::ClusterIdentity;
+use crate::transport::tls::{Claim, ClusterIdentity};
 use crate::transport::{BindError, ConnectError, Transport, close};
 
 /// Bytes of ordinary messages queued per peer before senders wait.
@@ -104,8 +104,9 @@ impl DistConfig {
 
 /// Where a connection to a peer stands.
 enum Link {
-    /// Dialing or waiting to be dialed; frames queue up.
-    Connecting { queue: Option<mpsc::UnboundedReceiver<Outgoing>> },
+    /// Dialing (`dialing`), or waiting for a connection from the peer that this node has
+    /// admitted; frames queue up.
+    Connecting { queue: Option<mpsc::UnboundedReceiver<Outgoing>>, dialing: bool },
     /// Handshake done.
     Up { incarnation: u32, hidden: bool, conn: quinn::Connection },
     /// Gone; a new peer replaces it on next use.
@@ -137,14 +138,14 @@ pub(crate) struct Peer {
 const MAX_OFFERED: usize = 4096;
 
 impl Peer {
-    fn new(name: &str) -> Arc<Self> {
+    fn new(name: &str, dialing: bool) -> Arc<Self> {
         let (queue, rx) = mpsc::unbounded_channel();
         Arc::new(Self {
             name: name.to_owned(),
             id: NodeId::of(name),
             queue,
             credit: Arc::new(Semaphore::new(SEND_CREDIT_BYTES)),
-            link: Mutex::new(Link::Connecting { queue: Some(rx) }),
+            link: Mutex::new(Link::Connecting { queue: Some(rx), dialing }),
             status: watch::channel(Status::Pending).0,
             offered: Mutex::new(HashSet::new()),
         })
@@ -177,6 +178,17 @@ impl Peer {
 
     fn is_up(&self) -> bool {
         matches!(&*self.link.lock(), Link::Up { .. })
+    }
+
+    /// Whether this peer waited for a connection from its node and now starts dialing.
+    fn start_dialing(&self) -> bool {
+        match &mut *self.link.lock() {
+            Link::Connecting { dialing: dialing @ false, .. } => {
+                *dialing = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn is_visible_up(&self) -> bool {
@@ -264,6 +276,10 @@ pub(crate) struct Dist {
     queries: Mutex<HashMap<u64, oneshot::Sender<QueryReply>>>,
     /// Nodes whose last connection attempt failed, and when.
     failed: Mutex<HashMap<String, (std::time::Instant, Arc<Peer>)>>,
+    /// Connections this node admitted and whose handshake is still running, by the node
+    /// they claim to come from: this node waits for them instead of dialing that node too.
+    /// Locked inside `peers`.
+    inbound: Mutex<HashMap<NodeId, u32>>,
     /// Spawns asked of other nodes, by reference.
     pub pending_spawns: Mutex<HashMap<u64, PendingSpawn>>,
     /// Modules asked from other nodes, with the spawns waiting for them.
@@ -313,6 +329,7 @@ impl Dist {
             peers: Mutex::new(HashMap::new()),
             queries: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
             pending_spawns: Mutex::new(HashMap::new()),
             wanted_modules: Mutex::new(HashMap::new()),
             shipped: AtomicU64::new(0),
@@ -348,11 +365,16 @@ impl Dist {
         {
             return Arc::clone(failed);
         }
-        let p = Peer::new(name);
+        // A node whose connection to this one is being accepted is not dialed: the peer
+        // waits for that connection (and dials if it fails).
+        let dialing = !self.inbound.lock().contains_key(&NodeId::of(name));
+        let p = Peer::new(name, dialing);
         peers.insert(name.to_owned(), Arc::clone(&p));
         drop(peers);
         node.remember_node(p.id, name);
-        self.net.spawn(dial(Arc::downgrade(node), Arc::clone(&p)));
+        if dialing {
+            self.net.spawn(dial(Arc::downgrade(node), Arc::clone(&p)));
+        }
         p
     }
 
@@ -461,20 +483,61 @@ impl Dist {
         found.map_err(|e| ConnectError::Resolve { node: name.to_owned(), reason: e.to_string() })
     }
 
-    /// Whether an incoming connection from `hello` may be installed now.
-    fn admit(&self, node: &NodeInner, hello: &Hello) -> Result<(), String> {
-        if hello.name == node.name {
+    /// Whether to take a connection from the node `claim` names, decided as its ClientHello
+    /// arrives. While it is taken and its handshake runs, this node does not dial that node.
+    fn admit(&self, node: &Arc<NodeInner>, claim: Claim) -> Result<Inbound, String> {
+        if claim.node == node.id {
             return Err("a node cannot connect to itself".into());
         }
         let peers = self.peers.lock();
-        let Some(existing) = peers.get(&hello.name) else { return Ok(()) };
-        match &*existing.link.lock() {
-            // A restarted node replaces its previous incarnation.
-            Link::Up { incarnation, .. } if *incarnation != hello.incarnation => Ok(()),
-            Link::Up { .. } => Err(peer::DUPLICATE.into()),
-            // Both dialed at once: the connection dialed by the smaller name wins.
-            Link::Connecting { .. } if node.name < hello.name => Err(peer::DUPLICATE.into()),
-            _ => Ok(()),
+        let existing = node.node_names.get(&claim.node).and_then(|name| peers.get(name.value()).cloned());
+        if let Some(existing) = existing {
+            match &*existing.link.lock() {
+                // A restarted node replaces its previous incarnation.
+                Link::Up { incarnation, .. } if *incarnation != claim.incarnation => {}
+                Link::Up { .. } => return Err(peer::DUPLICATE.into()),
+                // Both dial at once: the connection dialed by the smaller name wins. The
+                // other node decides the same, since it is dialing too (it waits for an
+                // admitted connection instead of dialing).
+                Link::Connecting { dialing: true, .. } if node.name < existing.name => {
+                    return Err(peer::DUPLICATE.into());
+                }
+                _ => {}
+            }
+        }
+        *self.inbound.lock().entry(claim.node).or_insert(0) += 1;
+        Ok(Inbound { node: Arc::downgrade(node), id: claim.node })
+    }
+}
+
+/// A connection this node admitted, until its handshake ends (see [`Dist::admit`]).
+struct Inbound {
+    node: Weak<NodeInner>,
+    id: NodeId,
+}
+
+impl Drop for Inbound {
+    /// A peer that waited for this connection, which was not installed, dials instead.
+    fn drop(&mut self) {
+        let Some(node) = self.node.upgrade() else { return };
+        let Some(dist) = &node.dist else { return };
+        let waiting = {
+            let peers = dist.peers.lock();
+            let mut inbound = dist.inbound.lock();
+            match inbound.get_mut(&self.id) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    return;
+                }
+                _ => inbound.remove(&self.id),
+            };
+            node.node_names
+                .get(&self.id)
+                .and_then(|name| peers.get(name.value()).cloned())
+                .filter(|p| p.start_dialing())
+        };
+        if let Some(peer) = waiting {
+            dist.net.spawn(dial(Arc::downgrade(&node), peer));
         }
     }
 }
@@ -499,22 +562,36 @@ async fn accept_loop(node: Weak<NodeInner>) {
 async fn accept_one(node: Weak<NodeInner>, incoming: quinn::Incoming) {
     let _handshake = node.upgrade().map(|n| n.busy_wait.handshake_started());
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(c) => c,
+    let arriving = match peer::Arriving::new(incoming).await {
+        Ok(a) => a,
         Err(e) => {
-            tracing::warn!(%remote, "refused a connection ({e}); a node with a different cookie?");
+            tracing::warn!(%remote, "refused a connection ({e})");
             return;
         }
     };
     let Some(n) = node.upgrade() else { return };
     let Some(dist) = &n.dist else { return };
-    let hello = dist.hello(&n);
-    let established = peer::accept(&conn, hello, dist.max_frame, |h| dist.admit(&n, h)).await;
-    match established {
-        Ok(est) => install(&n, conn, est, None),
-        Err(reason) if reason == peer::DUPLICATE => {}
+    let admitted = match arriving.claim {
+        Some(claim) => dist.admit(&n, claim),
+        None => Err(peer::NO_CLAIM.to_owned()),
+    };
+    let inbound = match admitted {
+        Ok(inbound) => inbound,
+        Err(reason) => {
+            let code = if reason == peer::DUPLICATE { close::DUPLICATE } else { close::REFUSED };
+            if code == close::REFUSED {
+                tracing::warn!(%remote, "refused a peer: {reason}");
+            }
+            drop(n);
+            arriving.refuse(code, &reason).await;
+            return;
+        }
+    };
+    match arriving.accept(dist.hello(&n), dist.max_frame).await {
+        Ok((conn, est)) => install(&n, conn, est, None),
         Err(reason) => tracing::warn!(%remote, "refused a peer: {reason}"),
     }
+    drop(inbound);
 }
 
 /// Dials `peer` and installs the connection, or fails the peer.
@@ -524,8 +601,9 @@ async fn dial(node: Weak<NodeInner>, peer: Arc<Peer>) {
     let handshake = n.busy_wait.handshake_started();
     let attempt = async {
         let addr = dist.resolve(&peer.name).await?;
-        let conn = dist.transport.connect(addr, &peer.name).await?;
-        let est = peer::dial(&conn, dist.hello(&n), &peer.name, dist.max_frame).await?;
+        let hello = dist.hello(&n);
+        let conn = dist.transport.connect(addr, &peer.name, Claim::of(&hello)).await?;
+        let est = peer::dial(&conn, hello, &peer.name, dist.max_frame).await?;
         Ok::<_, ConnectError>((conn, est))
     };
     let attempt = attempt.await;
@@ -564,13 +642,13 @@ fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dia
             (Some(c), Some(d)) if Arc::ptr_eq(&c, d) => (c, None),
             // A stale incarnation or a finished attempt: a fresh peer takes its place.
             (Some(c), _) if c.is_up() => {
-                let fresh = Peer::new(&hello.name);
+                let fresh = Peer::new(&hello.name, false);
                 peers.insert(hello.name.clone(), Arc::clone(&fresh));
                 (fresh, Some(c))
             }
             (Some(c), _) => (c, None),
             (None, _) => {
-                let fresh = Peer::new(&hello.name);
+                let fresh = Peer::new(&hello.name, false);
                 peers.insert(hello.name.clone(), Arc::clone(&fresh));
                 (fresh, None)
             }
@@ -582,7 +660,7 @@ fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dia
     let queue = {
         let mut link = peer.link.lock();
         let queue = match &mut *link {
-            Link::Connecting { queue } => queue.take(),
+            Link::Connecting { queue, .. } => queue.take(),
             _ => None,
         };
         *link = Link::Up { incarnation: hello.incarnation, hidden: hello.hidden, conn: conn.clone() };
@@ -830,7 +908,7 @@ mod tests {
 
     #[test]
     fn signals_hold_credit_and_a_backlog_of_them_makes_pace_wait() {
-        let peer = Peer::new("slow@localhost");
+        let peer = Peer::new("slow@localhost", true);
         let to = Pid { node: peer.id, incarnation: 1, index: 1 };
         let from = Pid { node: NodeId::of("here@localhost"), incarnation: 1, index: 1 };
         let mut cx = Context::from_waker(Waker::noop());
@@ -861,7 +939,7 @@ mod tests {
 
     #[test]
     fn a_query_reply_holds_credit_for_its_size() {
-        let peer = Peer::new("asker@localhost");
+        let peer = Peer::new("asker@localhost", true);
         let row = |index| ProcessRow {
             pid: Pid { node: NodeId::of("here@localhost"), incarnation: 1, index },
             name: Some("a-registered-name".into()),

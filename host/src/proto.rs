@@ -40,7 +40,7 @@ pub struct ModuleHeader {
 }
 
 /// Version of the frame protocol; both hellos must carry the same.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The ALPN protocol name of Spore connections.
 pub const ALPN: &[u8] = b"spore/1";

@@ -16,7 +16,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 
-use tls::{ClusterIdentity, TlsError};
+use tls::{Claim, ClusterIdentity, TlsError};
 
 /// Application close codes: why a connection was closed on purpose.
 pub mod close {
@@ -170,11 +170,17 @@ impl Transport {
         self.endpoint.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Dials node `node` at `addr`; its certificate must name it.
-    pub async fn connect(&self, addr: SocketAddr, node: &str) -> Result<quinn::Connection, ConnectError> {
+    /// Dials node `node` at `addr` as the node `claim` names; `node`'s certificate must name
+    /// it. Returns once the TLS handshake is done on this side.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        node: &str,
+        claim: Claim,
+    ) -> Result<quinn::Connection, ConnectError> {
         let connecting = self
             .endpoint
-            .connect_with(self.client.clone(), addr, &tls::cert_name(node))
+            .connect_with(self.client.clone(), addr, &claim.server_name(node))
             .map_err(|e| ConnectError::Transport { node: node.to_owned(), reason: e.to_string() })?;
         connecting.await.map_err(|e| connect_error(node, &e))
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use ciborium::Value;
 use spore_host::proto::{Frame, Hello, PROTOCOL_VERSION};
-use spore_host::transport::tls::ClusterIdentity;
+use spore_host::transport::tls::{Claim, ClusterIdentity};
 use spore_host::transport::{ConnectError, Transport, peer};
 use spore_host::{DistConfig, ExitReason, Incoming, Selector, SpawnRequest, cbor};
 use spore_tests::{
@@ -24,6 +24,117 @@ async fn nodes_connect_and_list_each_other() -> anyhow::Result<()> {
     let (name, up, _) = next_node_event(&mut watcher, DEADLINE).await?;
     assert_eq!((name.as_str(), up), (nodes[0].name(), true));
     assert_eq!(nodes[1].nodes(), vec![nodes[0].name().to_owned()]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn nodes_dialing_each_other_at_once_end_up_with_one_link_that_stays() -> anyhow::Result<()> {
+    // Each acceptor decides on a dialer's claim before the handshake: whichever way the two
+    // ClientHellos cross, both sides must keep the same connection and never report the
+    // other node down.
+    let mut pairs = Vec::new();
+    for round in 0..12 {
+        let nodes = cluster(&format!("both{round}x"), 2);
+        let (a, b) = (&nodes[0], &nodes[1]);
+        let (mut wa, mut wb) = (a.host_process(), b.host_process());
+        wa.monitor_nodes(true);
+        wb.monitor_nodes(true);
+        let (to_b, to_a) = tokio::join!(a.connect(b.name()), b.connect(a.name()));
+        to_b.with_context(|| format!("round {round}: a to b"))?;
+        to_a.with_context(|| format!("round {round}: b to a"))?;
+        for (w, other) in [(&mut wa, b), (&mut wb, a)] {
+            let (name, up, reason) = next_node_event(w, DEADLINE).await?;
+            ensure!(up && name == other.name(), "round {round}: {name} up={up} ({reason})");
+        }
+        wa.send(wb.pid(), 1, cbor::to_bytes(&int(round))).await?;
+        ensure!(next_message(&mut wb).await? == (wa.pid(), int(round)), "round {round}: a to b");
+        wb.send(wa.pid(), 2, cbor::to_bytes(&int(round))).await?;
+        ensure!(next_message(&mut wa).await? == (wb.pid(), int(round)), "round {round}: b to a");
+        ensure!(a.nodes() == vec![b.name().to_owned()] && b.nodes() == vec![a.name().to_owned()]);
+        pairs.push((nodes, wa, wb));
+    }
+    // A duplicate connection closed late would show as a nodedown.
+    let mut watching = tokio::task::JoinSet::new();
+    let mut nodes = Vec::new();
+    for (pair, wa, wb) in pairs {
+        nodes.push(pair);
+        for mut w in [wa, wb] {
+            watching.spawn(
+                async move { w.receive(&[Selector::Signals], Some(Duration::from_millis(300))).await },
+            );
+        }
+    }
+    let late: Vec<Incoming> = watching.join_all().await.into_iter().flatten().collect();
+    ensure!(late.is_empty(), "late node events: {late:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_waits_for_a_connection_it_admitted_instead_of_dialing_and_dials_if_it_fails()
+-> anyhow::Result<()> {
+    // Two hand-driven dialers that stop after the node's hello: the node has admitted them,
+    // and their handshakes are still running when it wants to reach them.
+    let mut dist = DistConfig::new("test-cookie");
+    dist.mapper_port = None;
+    dist.tick = TICK;
+    let mut fakes = Vec::new();
+    for name in ["slowpoke@localhost", "quitter@localhost"] {
+        let identity = ClusterIdentity::from_cookie(b"test-cookie", name)?;
+        let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+        dist.addresses.insert(name.to_owned(), transport.local_addr());
+        let hello = Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 1, hidden: false };
+        fakes.push((transport, hello));
+    }
+    let config = spore_host::NodeConfig { dist: Some(dist), ..spore_tests::test_config("waiter@localhost") };
+    let node = spore_host::Node::start(config)?;
+    let addr = node.local_addr().context("address")?;
+    let mut halfway = Vec::new();
+    for (transport, hello) in &fakes {
+        let conn = transport.connect(addr, node.name(), Claim::of(hello)).await?;
+        let (send, recv) = conn.accept_bi().await?;
+        let mut reader = peer::FrameReader::new(recv, 1 << 20);
+        let (frame, _) = reader.next().await?.context("no hello")?;
+        ensure!(matches!(&frame, Frame::Hello(h) if h.name == node.name()), "{frame:?}");
+        halfway.push((conn, send));
+    }
+
+    // The node wants slowpoke: it waits for slowpoke's connection, which then completes.
+    let mut connect = Box::pin(node.connect("slowpoke@localhost"));
+    tokio::select! {
+        biased;
+        r = &mut connect => anyhow::bail!("connected before slowpoke's hello: {r:?}"),
+        () = std::future::ready(()) => {}
+    }
+    let mut hello = bytes::BytesMut::new();
+    spore_host::proto::encode(&Frame::Hello(fakes[0].1.clone()), &[], &mut hello);
+    halfway[0].1.write_all(&hello).await?;
+    tokio::time::timeout(DEADLINE, connect).await.context("slowpoke never came up")??;
+    ensure!(node.nodes() == vec!["slowpoke@localhost".to_owned()]);
+
+    // The node wants quitter, whose connection then fails: the node dials it.
+    let mut connect = Box::pin(node.connect("quitter@localhost"));
+    tokio::select! {
+        biased;
+        r = &mut connect => anyhow::bail!("connected before quitter's hello: {r:?}"),
+        () = std::future::ready(()) => {}
+    }
+    halfway[1].0.close(0u32.into(), b"changed my mind");
+    let answer = async {
+        let incoming = fakes[1].0.accept().await.context("no connection from the node")?;
+        let arriving = peer::Arriving::new(incoming).await?;
+        ensure!(arriving.claim == Some(Claim { node: node.id(), incarnation: node.incarnation() }));
+        let (conn, est) = arriving.accept(fakes[1].1.clone(), 1 << 20).await.map_err(anyhow::Error::msg)?;
+        Ok((conn, est))
+    };
+    let (answered, connected) =
+        tokio::join!(tokio::time::timeout(DEADLINE, answer), tokio::time::timeout(DEADLINE, connect));
+    let _dialed = answered.context("the node never dialed quitter")??;
+    connected.context("quitter never came up")??;
+    ensure!(node.nodes() == vec!["quitter@localhost".to_owned(), "slowpoke@localhost".to_owned()]);
+
+    // Slowpoke was never dialed.
+    let dialed = tokio::time::timeout(Duration::from_millis(200), fakes[0].0.accept()).await;
+    ensure!(dialed.is_err(), "the node dialed slowpoke too");
     Ok(())
 }
 
@@ -46,15 +157,43 @@ async fn a_peer_claiming_another_name_is_refused() -> anyhow::Result<()> {
     let nodes = cluster("claim", 1);
     let target = nodes[0].name().to_owned();
     let addr = nodes[0].local_addr().context("address")?;
-    // Right cookie, certificate for "mallory", hello claiming "alice".
+    // Right cookie, certificate for "mallory"; a hello claiming "alice", or a ClientHello
+    // claiming someone else than the hello.
     let identity = ClusterIdentity::from_cookie(b"test-cookie", "mallory@localhost")?;
     let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
-    let conn = transport.connect(addr, &target).await?;
     let hello =
-        Hello { version: PROTOCOL_VERSION, name: "alice@localhost".into(), incarnation: 1, hidden: false };
-    let refused = peer::dial(&conn, hello, &target, 1 << 20).await;
-    assert!(refused.is_err(), "the acceptor took a peer whose certificate names someone else");
-    assert!(nodes[0].nodes().is_empty());
+        |name: &str| Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 1, hidden: false };
+    let cases = [
+        (
+            "a hello naming another node than the certificate",
+            hello("alice@localhost"),
+            hello("alice@localhost"),
+        ),
+        (
+            "a ClientHello claiming another node than the hello",
+            hello("bob@localhost"),
+            hello("mallory@localhost"),
+        ),
+        (
+            "a ClientHello claiming another incarnation",
+            Hello { incarnation: 2, ..hello("mallory@localhost") },
+            hello("mallory@localhost"),
+        ),
+    ];
+    for (what, claimed, said) in cases {
+        let conn = transport.connect(addr, &target, Claim::of(&claimed)).await?;
+        // The dialer's side completes (the acceptor answered on the claim), then the
+        // acceptor checks and closes.
+        let _est = peer::dial(&conn, said, &target, 1 << 20).await?;
+        let closed = tokio::time::timeout(DEADLINE, conn.closed())
+            .await
+            .with_context(|| format!("{what}: not closed"))?;
+        let quinn::ConnectionError::ApplicationClosed(close) = &closed else {
+            anyhow::bail!("{what}: {closed:?}")
+        };
+        ensure!(close.error_code == spore_host::transport::close::REFUSED, "{what}: {close:?}");
+        ensure!(nodes[0].nodes().is_empty(), "{what}: the acceptor took the peer");
+    }
     Ok(())
 }
 
@@ -296,12 +435,13 @@ async fn hostile_input_closes_only_that_connection() -> anyhow::Result<()> {
         ("truncated frame", [&100u32.to_le_bytes()[..], &[1, 2, 3]].concat(), true),
     ];
     for (what, bytes, after_hello) in cases {
-        let conn = transport.connect(addr, &target).await?;
+        let conn = transport.connect(addr, &target, Claim::of(&hello())).await?;
         let mut send = if after_hello {
             let est = peer::dial(&conn, hello(), &target, 1 << 20).await?;
             est.send
         } else {
-            conn.open_bi().await?.0
+            // The acceptor opened the stream and sent its hello: answer with something else.
+            conn.accept_bi().await?.0
         };
         send.write_all(&bytes).await?;
         send.finish()?;

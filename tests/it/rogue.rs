@@ -3,7 +3,7 @@
 
 use anyhow::{Context, ensure};
 use spore_host::proto::{self, Frame, Hello, PROTOCOL_VERSION, Query};
-use spore_host::transport::tls::ClusterIdentity;
+use spore_host::transport::tls::{Claim, ClusterIdentity};
 use spore_host::transport::{Transport, peer};
 use spore_host::{DistConfig, ExitReason, Incoming, Node, NodeConfig, NodeId, Pid, SpawnRequest};
 use spore_tests::{DEADLINE, TICK, cluster, guests, next_signal};
@@ -22,8 +22,8 @@ impl Rogue {
         let addr = node.local_addr().context("address")?;
         let identity = ClusterIdentity::from_cookie(b"test-cookie", name)?;
         let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
-        let conn = transport.connect(addr, node.name()).await?;
         let hello = Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 1, hidden: true };
+        let conn = transport.connect(addr, node.name(), Claim::of(&hello)).await?;
         let est = peer::dial(&conn, hello, node.name(), 1 << 20).await?;
         Ok(Self { conn, est, _transport: transport, name: name.into() })
     }
@@ -113,14 +113,14 @@ async fn a_spawn_reply_from_a_node_that_was_not_asked_leaves_the_spawn_alone() -
     let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<()>();
     let asked = tokio::spawn(async move {
         let incoming = transport.accept().await.context("no connection")?;
-        let conn = incoming.await?;
+        let arriving = peer::Arriving::new(incoming).await?;
         let hello = Hello {
             version: PROTOCOL_VERSION,
             name: "asked@localhost".into(),
             incarnation: 3,
             hidden: false,
         };
-        let mut est = peer::accept(&conn, hello, 1 << 20, |_| Ok(())).await.map_err(anyhow::Error::msg)?;
+        let (_conn, mut est) = arriving.accept(hello, 1 << 20).await.map_err(anyhow::Error::msg)?;
         let reference = loop {
             let (frame, _) = est.reader.next().await?.context("closed")?;
             if let Frame::SpawnRequest { reference, .. } = frame {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use spore_host::proto::{self, Frame, Hello, ModuleHeader, PROTOCOL_VERSION};
-use spore_host::transport::tls::ClusterIdentity;
+use spore_host::transport::tls::{Claim, ClusterIdentity};
 use spore_host::transport::{Transport, peer};
 use spore_host::{
     CacheDir, DistConfig, ExitReason, Incoming, Node, NodeConfig, Selector, SpawnError, SpawnRequest, cbor,
@@ -91,9 +91,9 @@ async fn bytes_that_do_not_match_their_hash_are_refused() -> anyhow::Result<()> 
     let addr = b.local_addr().context("address")?;
     let identity = ClusterIdentity::from_cookie(b"test-cookie", "rogue@localhost")?;
     let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
-    let conn = transport.connect(addr, b.name()).await?;
     let hello =
         Hello { version: PROTOCOL_VERSION, name: "rogue@localhost".into(), incarnation: 1, hidden: true };
+    let conn = transport.connect(addr, b.name(), Claim::of(&hello)).await?;
     let mut est = peer::dial(&conn, hello, b.name(), 1 << 20).await?;
     let echo = std::fs::read(guests::ECHO)?;
     let module = spore_host::ModuleId::of(&echo);
@@ -163,9 +163,9 @@ fn rogue_spawn(
 /// A node that completes the handshake, reads one spawn request, then does `then`.
 async fn fake_target(transport: Transport, name: &str, close: bool) {
     let Some(incoming) = transport.accept().await else { return };
-    let Ok(conn) = incoming.await else { return };
+    let Ok(arriving) = peer::Arriving::new(incoming).await else { return };
     let hello = Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 9, hidden: false };
-    let Ok(mut est) = peer::accept(&conn, hello, 1 << 20, |_| Ok(())).await else { return };
+    let Ok((conn, mut est)) = arriving.accept(hello, 1 << 20).await else { return };
     while let Ok(Some((frame, _))) = est.reader.next().await {
         if matches!(frame, Frame::SpawnRequest { .. }) {
             if close {

@@ -1,6 +1,11 @@
 //! The handshake: each side sends a [`Hello`] and checks the other's. A link is up only once
-//! the peer's hello has arrived and passed the checks (under TLS 1.3 the dialer's handshake
-//! can finish before the acceptor has checked its certificate).
+//! the peer's hello has arrived and passed the checks.
+//!
+//! The acceptor speaks first: it has admitted the dialer by the claim of its TLS ClientHello
+//! (see [`crate::transport::tls::Claim`]), and its hello leaves with its half of the TLS
+//! handshake, as 0.5-RTT data. The dialer answers once its TLS handshake is done, with its
+//! `Finished`: so its link is up one round trip after the first packet, and the acceptor's
+//! half a round trip later, once it has checked the dialer's certificate and hello.
 //!
 //! Call order: create with [`Handshake::new`], send [`Handshake::poll_transmit`] if any, feed
 //! each received frame to [`Handshake::handle_frame`], send `poll_transmit` again, until
@@ -11,9 +16,9 @@ use super::{Frame, Hello, MAX_NODE_NAME_BYTES, PROTOCOL_VERSION};
 /// Which side of the connection this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// Opened the connection; speaks first.
+    /// Opened the connection; answers the acceptor's hello.
     Dialer,
-    /// Accepted it; answers the dialer's hello.
+    /// Accepted it; speaks first.
     Acceptor,
 }
 
@@ -45,20 +50,20 @@ pub enum HandshakeError {
 /// The handshake state machine.
 #[derive(Debug)]
 pub enum Handshake {
-    /// Our hello is still to be sent (dialer, or acceptor after checking the peer).
+    /// Our hello is still to be sent (acceptor, or dialer after checking the peer).
     SendHello {
         /// Our hello.
         ours: Hello,
-        /// The peer's hello, once received (acceptor).
+        /// The peer's hello, once received (dialer).
         peer: Option<Hello>,
     },
-    /// Our hello is sent; waiting for the peer's (dialer).
+    /// Our hello is sent; waiting for the peer's (acceptor).
     AwaitHello {
         /// Our hello.
         ours: Hello,
     },
-    /// Waiting for the dialer's hello before answering (acceptor).
-    AwaitDialer {
+    /// Waiting for the acceptor's hello before answering (dialer).
+    AwaitAcceptor {
         /// Our hello.
         ours: Hello,
     },
@@ -75,8 +80,8 @@ impl Handshake {
     /// Starts a handshake for `role` with our hello.
     pub fn new(role: Role, ours: Hello) -> Self {
         match role {
-            Role::Dialer => Self::SendHello { ours, peer: None },
-            Role::Acceptor => Self::AwaitDialer { ours },
+            Role::Acceptor => Self::SendHello { ours, peer: None },
+            Role::Dialer => Self::AwaitAcceptor { ours },
         }
     }
 
@@ -98,16 +103,17 @@ impl Handshake {
         }
     }
 
-    /// Consumes a received frame; `check` decides whether this peer is acceptable (its
-    /// certificate names it, it is not a duplicate).
+    /// Consumes a received frame; `check` decides whether this peer is acceptable (the
+    /// acceptor: its certificate names it and it is who it claimed to be; the dialer: it is
+    /// the node dialled).
     pub fn handle_frame(
         &mut self,
         frame: Frame,
         check: impl FnOnce(&Hello) -> Result<(), String>,
     ) -> Result<(), HandshakeError> {
-        let (ours, dialer) = match std::mem::replace(self, Self::Closed) {
+        let (ours, spoke_first) = match std::mem::replace(self, Self::Closed) {
             Self::AwaitHello { ours } => (ours, true),
-            Self::AwaitDialer { ours } => (ours, false),
+            Self::AwaitAcceptor { ours } => (ours, false),
             _ => return Err(HandshakeError::Over),
         };
         let Frame::Hello(peer) = frame else { return Err(HandshakeError::NotHello) };
@@ -118,8 +124,8 @@ impl Handshake {
             return Err(HandshakeError::BadName(peer.name));
         }
         check(&peer).map_err(HandshakeError::Refused)?;
-        // The dialer has sent its hello already; the acceptor answers now.
-        *self = if dialer { Self::Ready { peer } } else { Self::SendHello { ours, peer: Some(peer) } };
+        // The acceptor has sent its hello already; the dialer answers now.
+        *self = if spoke_first { Self::Ready { peer } } else { Self::SendHello { ours, peer: Some(peer) } };
         Ok(())
     }
 

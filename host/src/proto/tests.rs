@@ -82,39 +82,42 @@ fn unknown_frame_types_and_trailing_bytes_are_malformed() {
 fn handshake_completes_between_two_peers() {
     let mut dialer = Handshake::new(Role::Dialer, hello("a@h"));
     let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
-    assert_eq!(acceptor.poll_transmit(), None, "the acceptor waits for the dialer");
-    let first = dialer.poll_transmit().expect("the dialer speaks first");
-    acceptor.handle_frame(first, |h| if h.name == "a@h" { Ok(()) } else { Err("wrong".into()) }).unwrap();
-    let answer = acceptor.poll_transmit().expect("the acceptor answers");
-    assert_eq!(acceptor.peer().map(|h| h.name.as_str()), Some("a@h"));
-    assert!(dialer.peer().is_none(), "not up before the peer's hello");
-    dialer.handle_frame(answer, |_| Ok(())).unwrap();
+    assert_eq!(dialer.poll_transmit(), None, "the dialer waits for the acceptor");
+    let first = acceptor.poll_transmit().expect("the acceptor speaks first");
+    assert!(acceptor.peer().is_none(), "not up before the peer's hello");
+    dialer.handle_frame(first, |h| if h.name == "b@h" { Ok(()) } else { Err("wrong".into()) }).unwrap();
+    let answer = dialer.poll_transmit().expect("the dialer answers");
     assert_eq!(dialer.peer().map(|h| h.name.as_str()), Some("b@h"));
-    assert_eq!(dialer.poll_transmit(), None);
+    acceptor.handle_frame(answer, |_| Ok(())).unwrap();
+    assert_eq!(acceptor.peer().map(|h| h.name.as_str()), Some("a@h"));
+    assert_eq!(acceptor.poll_transmit(), None);
 }
 
 #[test]
 fn handshake_refuses_bad_peers() {
     let frame_first = Frame::Link { from: pid("a@h", 1), to: pid("b@h", 2) };
     let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    assert_eq!(acceptor.handle_frame(frame_first.clone(), |_| Ok(())), Err(HandshakeError::Over));
+    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    acceptor.poll_transmit().expect("the acceptor speaks first");
     assert_eq!(acceptor.handle_frame(frame_first, |_| Ok(())), Err(HandshakeError::NotHello));
     assert_eq!(acceptor.handle_frame(Frame::Hello(hello("a@h")), |_| Ok(())), Err(HandshakeError::Over));
 
-    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    let mut dialer = Handshake::new(Role::Dialer, hello("b@h"));
     let old = Hello { version: 0, ..hello("a@h") };
     assert!(matches!(
-        acceptor.handle_frame(Frame::Hello(old), |_| Ok(())),
+        dialer.handle_frame(Frame::Hello(old), |_| Ok(())),
         Err(HandshakeError::Version { .. })
     ));
 
-    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
+    let mut dialer = Handshake::new(Role::Dialer, hello("b@h"));
     let bad = Frame::Hello(hello("no-at-sign"));
-    assert!(matches!(acceptor.handle_frame(bad, |_| Ok(())), Err(HandshakeError::BadName(_))));
+    assert!(matches!(dialer.handle_frame(bad, |_| Ok(())), Err(HandshakeError::BadName(_))));
 
-    let mut acceptor = Handshake::new(Role::Acceptor, hello("b@h"));
-    let refused = acceptor.handle_frame(Frame::Hello(hello("a@h")), |_| Err("certificate names c@h".into()));
+    let mut dialer = Handshake::new(Role::Dialer, hello("b@h"));
+    let refused = dialer.handle_frame(Frame::Hello(hello("a@h")), |_| Err("certificate names c@h".into()));
     assert_eq!(refused, Err(HandshakeError::Refused("certificate names c@h".into())));
-    assert!(acceptor.peer().is_none());
+    assert!(dialer.peer().is_none());
 }
 
 proptest::proptest! {

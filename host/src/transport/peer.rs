@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quinn::{Connection, RecvStream, SendStream};
+use quinn::{Connecting, Connection, ConnectionError, Incoming, RecvStream, SendStream, VarInt};
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 
+use super::tls::Claim;
 use super::{ConnectError, close};
 use crate::proto::{self, DecodeError, Frame, Handshake, Hello, Role};
 
@@ -21,7 +22,7 @@ const WRITE_BATCH_BYTES: usize = 64 << 10;
 /// ones are cheaper to copy into the batch than to track as chunks of their own.
 const SHARED_PAYLOAD_BYTES: usize = 4 << 10;
 
-/// What an acceptor's check says to refuse a second connection between the same nodes.
+/// Why an acceptor refuses a second connection between the same nodes.
 pub const DUPLICATE: &str = "duplicate connection";
 
 /// A frame waiting for the writer, with its payload (empty for most frames).
@@ -170,7 +171,8 @@ pub struct Established {
     pub reader: FrameReader,
 }
 
-/// Runs the dialer's side of the handshake on a fresh connection to `node`.
+/// Runs the dialer's side of the handshake on a fresh connection to `node`: reads the
+/// acceptor's hello (it came with the TLS handshake), checks that it is `node`, and answers.
 pub async fn dial(
     conn: &Connection,
     ours: Hello,
@@ -179,12 +181,9 @@ pub async fn dial(
 ) -> Result<Established, ConnectError> {
     let fail = |reason: String| ConnectError::Handshake { node: node.to_owned(), reason };
     let run = async {
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| super::connect_error(node, &e))?;
+        let (mut send, recv) = conn.accept_bi().await.map_err(|e| super::connect_error(node, &e))?;
         let mut reader = FrameReader::new(recv, max_frame);
         let mut hs = Handshake::new(Role::Dialer, ours);
-        while let Some(frame) = hs.poll_transmit() {
-            write_frame(&mut send, &frame).await.map_err(fail)?;
-        }
         let (frame, _) = match reader.next().await {
             Ok(Some(f)) => f,
             Ok(None) => return Err(fail("the peer closed the stream".into())),
@@ -203,54 +202,116 @@ pub async fn dial(
             }
         })
         .map_err(|e| fail(e.to_string()))?;
+        while let Some(frame) = hs.poll_transmit() {
+            write_frame(&mut send, &frame).await.map_err(fail)?;
+        }
         let peer = hs.peer().cloned().ok_or_else(|| fail("handshake incomplete".into()))?;
         Ok(Established { peer, send, reader })
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
-        Ok(r) => r,
-        Err(_) => Err(fail("timed out".into())),
-    }
-}
-
-/// Runs the acceptor's side: the dialer's hello must name the node its certificate names,
-/// and `check` may refuse it (duplicates).
-pub async fn accept(
-    conn: &Connection,
-    ours: Hello,
-    max_frame: usize,
-    check: impl FnOnce(&Hello) -> Result<(), String>,
-) -> Result<Established, String> {
-    let run = async {
-        let (mut send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        let mut reader = FrameReader::new(recv, max_frame);
-        let mut hs = Handshake::new(Role::Acceptor, ours);
-        let (frame, _) = reader.next().await.map_err(|e| e.to_string())?.ok_or("no hello")?;
-        let certs = conn
-            .peer_identity()
-            .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
-            .ok_or("the peer presented no certificate")?;
-        let cert = certs.first().ok_or("the peer presented no certificate")?.clone();
-        hs.handle_frame(frame, |h| {
-            super::tls::cert_names(&cert, &h.name)?;
-            check(h)
-        })
-        .map_err(|e| e.to_string())?;
-        while let Some(frame) = hs.poll_transmit() {
-            write_frame(&mut send, &frame).await?;
-        }
-        let peer = hs.peer().cloned().ok_or("handshake incomplete")?;
-        Ok::<_, String>(Established { peer, send, reader })
-    };
     let result = match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
         Ok(r) => r,
-        Err(_) => Err("handshake timed out".to_owned()),
+        Err(_) => Err(fail("timed out".into())),
     };
-    if let Err(reason) = &result {
-        let code = if reason == DUPLICATE { close::DUPLICATE } else { close::REFUSED };
-        conn.close(code, reason.as_bytes());
+    if let Err(ConnectError::Handshake { reason, .. }) = &result {
+        conn.close(close::REFUSED, reason.as_bytes());
     }
     result
 }
+
+/// An incoming connection whose TLS ClientHello has arrived: the acceptor decides on its
+/// [`Claim`] whether to take it, before the handshake's cryptography.
+pub struct Arriving {
+    connecting: Connecting,
+    /// Who the dialer says it is; `None` if its ClientHello carried no claim (a node of an
+    /// older protocol, or not a node).
+    pub claim: Option<Claim>,
+}
+
+impl Arriving {
+    /// Waits for the ClientHello of `incoming`.
+    pub async fn new(incoming: Incoming) -> Result<Self, ConnectionError> {
+        let mut connecting = incoming.accept()?;
+        let data = connecting.handshake_data().await?;
+        let claim = data
+            .downcast::<quinn::crypto::rustls::HandshakeData>()
+            .ok()
+            .and_then(|d| d.server_name)
+            .as_deref()
+            .and_then(Claim::parse);
+        Ok(Self { connecting, claim })
+    }
+
+    /// Takes the connection: our hello leaves with our half of the TLS handshake (0.5-RTT);
+    /// once the handshake is done, the dialer's hello must match its claim and its
+    /// certificate. Closes the connection on failure.
+    pub async fn accept(self, ours: Hello, max_frame: usize) -> Result<(Connection, Established), String> {
+        let claim = self.claim.ok_or(NO_CLAIM)?;
+        let (conn, handshake_done) = match self.connecting.into_0rtt() {
+            Ok(accepted) => accepted,
+            Err(connecting) => {
+                // quinn converts every incoming connection; should that change, refuse.
+                Self { connecting, claim: None }.refuse(close::REFUSED, "no 0.5-RTT").await;
+                return Err("quinn refused 0.5-RTT".into());
+            }
+        };
+        let run = async {
+            let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            let mut hs = Handshake::new(Role::Acceptor, ours);
+            while let Some(frame) = hs.poll_transmit() {
+                write_frame(&mut send, &frame).await?;
+            }
+            // Resolves once the TLS handshake is done or failed. (Its value says whether the
+            // dialer's 0-RTT data was accepted: there is none.)
+            handshake_done.await;
+            if let Some(reason) = conn.close_reason() {
+                return Err(format!("TLS handshake failed ({reason}); a node with a different cookie?"));
+            }
+            let mut reader = FrameReader::new(recv, max_frame);
+            let (frame, _) = reader.next().await.map_err(|e| e.to_string())?.ok_or("no hello")?;
+            let certs = conn
+                .peer_identity()
+                .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+                .ok_or("the peer presented no certificate")?;
+            let cert = certs.first().ok_or("the peer presented no certificate")?.clone();
+            hs.handle_frame(frame, |h| {
+                super::tls::cert_names(&cert, &h.name)?;
+                if Claim::of(h) == claim {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} (incarnation {}) is not who its ClientHello claimed",
+                        h.name, h.incarnation
+                    ))
+                }
+            })
+            .map_err(|e| e.to_string())?;
+            let peer = hs.peer().cloned().ok_or("handshake incomplete")?;
+            Ok::<_, String>(Established { peer, send, reader })
+        };
+        let result = match tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await {
+            Ok(r) => r,
+            Err(_) => Err("handshake timed out".to_owned()),
+        };
+        match result {
+            Ok(est) => Ok((conn, est)),
+            Err(reason) => {
+                conn.close(close::REFUSED, reason.as_bytes());
+                Err(reason)
+            }
+        }
+    }
+
+    /// Refuses the connection with `code` and `reason`, told once the TLS handshake is done:
+    /// a close sent during the handshake reaches the dialer without its code.
+    pub async fn refuse(self, code: VarInt, reason: &str) {
+        if let Ok(Ok(conn)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.connecting).await {
+            conn.close(code, reason.as_bytes());
+        }
+    }
+}
+
+/// Why a connection without a [`Claim`] is refused.
+pub const NO_CLAIM: &str = "its ClientHello does not say which node it is (a node of an older Spore?)";
 
 #[cfg(test)]
 mod tests {

@@ -11,8 +11,9 @@
 //! path: about 0.2 ms of a 2-2.7 ms connect on the reference VM.
 //!
 //! A node's certificate names it as `<node-id>.node.spore` (node names such as `a@host` are
-//! not DNS names): the dialer checks the name of the node it dialled, the acceptor the name
-//! a dialer claims in its hello against its certificate.
+//! not DNS names), and as `*.<node-id>.node.spore`, the names a dialer with a [`Claim`] asks
+//! for: the dialer checks the name of the node it dialled, the acceptor the name a dialer
+//! claims in its hello against its certificate.
 
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::process::NodeId;
-use crate::proto::ALPN;
+use crate::proto::{ALPN, Hello};
 
 /// Salt of the cookie → key derivation; changing it splits every cluster.
 const KEY_SALT: &[u8] = b"spore/cookie-ca/v1";
@@ -51,6 +52,48 @@ pub fn cert_name(node: &str) -> String {
     format!("{:016x}.node.spore", NodeId::of(node).0)
 }
 
+/// Who a dialer says it is, sent in its TLS ClientHello as the first label of the server
+/// name it asks for: `<node id>-<incarnation>.<node id dialled>.node.spore`.
+///
+/// The acceptor decides whether to take the connection (is it a duplicate?) when the
+/// ClientHello arrives, and sends its hello with its first flight, as 0.5-RTT data, instead
+/// of a round trip after the handshake. A claim proves nothing: once the handshake is done,
+/// the acceptor checks it against the dialer's certificate and hello, and closes the
+/// connection if they differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The dialer's node id.
+    pub node: NodeId,
+    /// The dialer's incarnation.
+    pub incarnation: u32,
+}
+
+impl Claim {
+    /// The claim of the node that sends `hello`.
+    pub fn of(hello: &Hello) -> Self {
+        Self { node: NodeId::of(&hello.name), incarnation: hello.incarnation }
+    }
+
+    /// The server name a dialer with this claim asks node `node` for.
+    pub fn server_name(&self, node: &str) -> String {
+        format!("{:016x}-{:08x}.{}", self.node.0, self.incarnation, cert_name(node))
+    }
+
+    /// The claim a server name carries, if any.
+    pub fn parse(server_name: &str) -> Option<Self> {
+        let (label, _) = server_name.split_once('.')?;
+        let (node, incarnation) = label.split_once('-')?;
+        let hex = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex(node, 16) || !hex(incarnation, 8) {
+            return None;
+        }
+        Some(Self {
+            node: NodeId(u64::from_str_radix(node, 16).ok()?),
+            incarnation: u32::from_str_radix(incarnation, 16).ok()?,
+        })
+    }
+}
+
 /// A node's TLS identity: its certificate for the cluster key, and the key.
 pub struct ClusterIdentity {
     verifier: Arc<ClusterVerifier>,
@@ -62,7 +105,8 @@ impl ClusterIdentity {
     /// The identity of `node` in the cluster of `cookie`.
     pub fn from_cookie(cookie: &[u8], node: &str) -> Result<Self, TlsError> {
         let key = cluster_key(cookie)?;
-        let mut params = CertificateParams::new(vec![cert_name(node)])?;
+        let name = cert_name(node);
+        let mut params = CertificateParams::new(vec![format!("*.{name}"), name])?;
         params.distinguished_name.push(DnType::CommonName, node);
         params.extended_key_usages =
             vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
@@ -241,6 +285,22 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_survives_its_server_name_and_nothing_else_parses_as_one() {
+        let claim = Claim { node: NodeId::of("a@host"), incarnation: 0xdead_beef };
+        assert_eq!(Claim::parse(&claim.server_name("b@host")), Some(claim));
+        assert_eq!(Claim::parse(&cert_name("b@host")), None);
+        for bad in [
+            "",
+            "x",
+            "0123456789abcdef-0123456.a",
+            "0123456789abcdeg-01234567.a",
+            "+123456789abcdef-01234567.a",
+        ] {
+            assert_eq!(Claim::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn a_certificate_names_its_node_only() {
         let id = ClusterIdentity::from_cookie(b"c", "a@host").unwrap();
         assert!(cert_names(&id.cert, "a@host").is_ok());
@@ -257,6 +317,10 @@ mod tests {
         assert!(a.verifier.verify_client_cert(&b.cert, &[], now).is_ok());
         assert!(a.verifier.verify_client_cert(&other.cert, &[], now).is_err());
         assert!(a.verifier.verify_server_cert(&b.cert, &[], &name("b@host"), &[], now).is_ok());
+        let claim = Claim { node: NodeId::of("a@host"), incarnation: 7 };
+        let claimed = |node: &str| ServerName::try_from(claim.server_name(node)).unwrap();
+        assert!(a.verifier.verify_server_cert(&b.cert, &[], &claimed("b@host"), &[], now).is_ok());
+        assert!(a.verifier.verify_server_cert(&b.cert, &[], &claimed("c@host"), &[], now).is_err());
         assert!(a.verifier.verify_server_cert(&b.cert, &[], &name("c@host"), &[], now).is_err());
         assert!(a.verifier.verify_server_cert(&other.cert, &[], &name("b@host"), &[], now).is_err());
         let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
