@@ -7,11 +7,14 @@
 //! lives as long as its TCP connection, so a killed node's name disappears at once.
 //!
 //! The protocol is lines of text: `REGISTER name port` → `OK` | `TAKEN`;
-//! `LOOKUP name` → `PORT n` | `NONE`; `NAMES` → `NAMES name=port ...`.
+//! `LOOKUP name` → `PORT n` | `NONE`; `NAMES` → `NAMES name=port ...`. A connection that
+//! holds a registration also gets the table after its `OK`, as one `UP name port` line per
+//! name, then each change as it happens: `UP name port`, `DOWN name`.
 //!
 //! A node looks up the other nodes of its own host through what it already holds
-//! ([`Mapper::lookup_here`]): the table, when it serves the mapper, or its registration's
-//! connection, which takes requests too. A lookup then costs no TCP connection of its own.
+//! ([`Mapper::lookup_here`]): the table, when it serves the mapper, or its copy of it, kept
+//! by those lines. A lookup then costs no round trip; a name its copy lacks (a node that
+//! registered a moment ago) is asked for on the registration's connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,7 +25,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// The mapper's default port (Erlang's epmd uses 4369).
 pub const DEFAULT_MAPPER_PORT: u16 = 4370;
@@ -116,6 +119,8 @@ struct Here {
     table: Mutex<Option<Table>>,
     /// The registration with another node's mapper, while it is up.
     registration: tokio::sync::Mutex<Option<Registration>>,
+    /// The registered names and ports, as that mapper last told, while registered there.
+    copy: Mutex<HashMap<String, u16>>,
 }
 
 /// A registration's connection, used for lookups too.
@@ -165,8 +170,14 @@ impl Mapper {
         }
         let table = self.here.table.lock().clone();
         let port = match table {
-            Some(table) => table.lock().get(short).copied(),
-            None => parse_port(&self.ask_registered(short).await?)?,
+            Some(table) => table.lock().ports.get(short).copied(),
+            None => {
+                let copied = self.here.copy.lock().get(short).copied();
+                match copied {
+                    Some(port) => Some(port),
+                    None => parse_port(&self.ask_registered(short).await?)?,
+                }
+            }
         };
         let addr = port.map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
         Some(addr.ok_or_else(|| LookupError::Unknown(name.to_owned())))
@@ -217,7 +228,9 @@ async fn keep_registered(
 ) -> std::io::Result<()> {
     if let Ok(listener) = TcpListener::bind(SocketAddr::new(ip, mapper_port)).await {
         tracing::debug!(%ip, mapper_port, "serving the port mapper");
-        let table = Arc::new(Mutex::new(HashMap::from([(short.to_owned(), udp_port)])));
+        let mut registry = Registry::default();
+        registry.ports.insert(short.to_owned(), udp_port);
+        let table = Arc::new(Mutex::new(registry));
         *here.table.lock() = Some(Arc::clone(&table));
         let _ = registered.send(());
         let served = serve(listener, table).await;
@@ -243,26 +256,79 @@ async fn keep_registered(
     let waiting = Arc::new(Mutex::new(VecDeque::new()));
     *here.registration.lock().await = Some(Registration { write, waiting: Arc::clone(&waiting) });
     let _ = registered.send(());
-    // Held until the mapper closes the connection; what comes meanwhile answers lookups.
+    // Held until the mapper closes the connection; what comes meanwhile is the table and
+    // its changes, or answers to lookups.
     let held = async {
         loop {
             line.clear();
             if (&mut lines).take(MAX_LINE_BYTES as u64).read_line(&mut line).await? == 0 {
                 return Ok(());
             }
-            if let Some(lookup) = waiting.lock().pop_front() {
-                let _ = lookup.send(line.trim().to_owned());
+            let line = line.trim();
+            if !here.apply(line)
+                && let Some(lookup) = waiting.lock().pop_front()
+            {
+                let _ = lookup.send(line.to_owned());
             }
         }
     };
     let result: std::io::Result<()> = held.await;
     *here.registration.lock().await = None;
+    here.copy.lock().clear();
     // Lookups still waiting see their answer channel close.
     waiting.lock().clear();
     result
 }
 
-type Table = Arc<Mutex<HashMap<String, u16>>>;
+impl Here {
+    /// Applies a line of the mapper's table or its changes to the copy; false if the line
+    /// is something else (an answer).
+    fn apply(&self, line: &str) -> bool {
+        let mut words = line.split(' ');
+        let mut copy = self.copy.lock();
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("UP"), Some(name), Some(port), None) => match port.parse() {
+                Ok(port) => {
+                    copy.insert(name.to_owned(), port);
+                }
+                Err(_) => return false,
+            },
+            (Some("DOWN"), Some(name), None, None) => {
+                copy.remove(name);
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// What the serving node holds: the registered names, and the connections that hold them,
+/// which are told of every change.
+#[derive(Default)]
+struct Registry {
+    ports: HashMap<String, u16>,
+    /// The lines to write to each registered connection, by its name.
+    watchers: HashMap<String, mpsc::UnboundedSender<String>>,
+}
+
+impl Registry {
+    /// `NAMES name=port ...`.
+    fn names(&self) -> String {
+        let names: Vec<String> = self.ports.iter().map(|(n, p)| format!("{n}={p}")).collect();
+        format!("NAMES {}", names.join(" "))
+    }
+
+    /// Tells every registered connection but `name`'s.
+    fn tell_others(&self, name: &str, line: &str) {
+        for (watcher, lines) in &self.watchers {
+            if watcher != name {
+                let _ = lines.send(line.to_owned());
+            }
+        }
+    }
+}
+
+type Table = Arc<Mutex<Registry>>;
 
 async fn serve(listener: TcpListener, table: Table) -> std::io::Result<()> {
     loop {
@@ -271,9 +337,19 @@ async fn serve(listener: TcpListener, table: Table) -> std::io::Result<()> {
     }
 }
 
-/// One connection to the mapper: requests, and the registration it holds.
+/// One connection to the mapper: requests, and the registration it holds. Answers and the
+/// table's changes go out through one queue, so that they keep their order.
 async fn client(stream: TcpStream, table: Table) {
     let (read, mut write) = stream.into_split();
+    let (out, mut lines) = mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        while let Some(mut line) = lines.recv().await {
+            line.push('\n');
+            if write.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
     let mut reader = BufReader::new(read);
     let mut registered: Option<String> = None;
     let mut line = String::new();
@@ -288,33 +364,42 @@ async fn client(stream: TcpStream, table: Table) {
             (Some("REGISTER"), Some(name), Some(port)) if registered.is_none() => match port.parse::<u16>() {
                 Ok(port) => {
                     let mut t = table.lock();
-                    if t.contains_key(name) {
+                    if t.ports.contains_key(name) {
                         "TAKEN".to_owned()
                     } else {
-                        t.insert(name.to_owned(), port);
+                        t.ports.insert(name.to_owned(), port);
+                        t.tell_others(name, &format!("UP {name} {port}"));
+                        // The table follows the answer, then its changes: under the lock,
+                        // so that none is missed or told twice.
+                        let _ = out.send("OK".to_owned());
+                        for (other, port) in &t.ports {
+                            let _ = out.send(format!("UP {other} {port}"));
+                        }
+                        t.watchers.insert(name.to_owned(), out.clone());
                         registered = Some(name.to_owned());
-                        "OK".to_owned()
+                        continue;
                     }
                 }
                 Err(_) => "ERROR bad port".to_owned(),
             },
             (Some("LOOKUP"), Some(name), None) => {
-                table.lock().get(name).map_or_else(|| "NONE".to_owned(), |p| format!("PORT {p}"))
+                table.lock().ports.get(name).map_or_else(|| "NONE".to_owned(), |p| format!("PORT {p}"))
             }
-            (Some("NAMES"), None, None) => {
-                let t = table.lock();
-                let names: Vec<String> = t.iter().map(|(n, p)| format!("{n}={p}")).collect();
-                format!("NAMES {}", names.join(" "))
-            }
+            (Some("NAMES"), None, None) => table.lock().names(),
             _ => "ERROR bad request".to_owned(),
         };
-        if write.write_all(format!("{answer}\n").as_bytes()).await.is_err() {
+        if out.send(answer).is_err() {
             break;
         }
     }
     if let Some(name) = registered {
-        table.lock().remove(&name);
+        let mut t = table.lock();
+        t.ports.remove(&name);
+        t.watchers.remove(&name);
+        t.tell_others(&name, &format!("DOWN {name}"));
     }
+    drop(out);
+    let _ = writer.await;
 }
 
 #[cfg(test)]
@@ -352,5 +437,51 @@ mod tests {
         assert!(registering.lookup_here("a@elsewhere").await.is_none());
         assert!(registering.lookup_here("a\nNAMES@localhost").await.is_none());
         assert!(registering.lookup_here("@localhost").await.is_none());
+    }
+
+    /// Waits, within a deadline, until `mapper`'s copy of the table says `port` for `name`.
+    async fn copy_says(mapper: &Mapper, name: &str, port: Option<u16>) {
+        let copied = || mapper.here.copy.lock().get(name).copied();
+        let settled = async {
+            while copied() != port {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), settled)
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the copy says {:?}, not {port:?}", copied()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_registered_node_is_told_the_table_and_its_changes() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _serving = Mapper::start(localhost, port, "a".into(), 1111, tx.clone());
+        let rx = registered(rx).await;
+        let watching = Mapper::start(localhost, port, "b".into(), 2222, tx.clone());
+        let rx = registered(rx).await;
+        // The table as it was at the registration.
+        copy_says(&watching, "a", Some(1111)).await;
+        copy_says(&watching, "b", Some(2222)).await;
+        // A node that registers later, and ends.
+        let later = Mapper::start(localhost, port, "c".into(), 3333, tx);
+        registered(rx).await;
+        copy_says(&watching, "c", Some(3333)).await;
+        drop(later);
+        copy_says(&watching, "c", None).await;
+        assert!(matches!(watching.lookup_here("c@localhost").await, Some(Err(LookupError::Unknown(_)))));
+        // What a registration's connection reads is the table and its changes, then the
+        // answers to its lookups, in order.
+        let mut raw = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.unwrap();
+        raw.write_all(b"REGISTER d 4444\nLOOKUP a\n").await.unwrap();
+        let mut lines = BufReader::new(raw).lines();
+        let mut next = async || lines.next_line().await.unwrap().unwrap();
+        assert_eq!(next().await, "OK");
+        let mut table = vec![next().await, next().await, next().await];
+        table.sort();
+        assert_eq!(table, ["UP a 1111", "UP b 2222", "UP d 4444"]);
+        assert_eq!(next().await, "PORT 1111");
+        copy_says(&watching, "d", Some(4444)).await;
     }
 }

@@ -1580,7 +1580,8 @@ async fn w6(cluster: &Cluster, m: u64) -> anyhow::Result<Vec<f64>> {
             rejects.push(us);
         }
     }
-    // Diagnostic (untimed for the results): the port mapper's share of a connect.
+    // Diagnostic (untimed for the results): what a connect to another host's node spends
+    // on the port mapper.
     let mut lookups = Vec::with_capacity(20);
     for _ in 0..20 {
         let started = Instant::now();
@@ -1588,7 +1589,10 @@ async fn w6(cluster: &Cluster, m: u64) -> anyhow::Result<Vec<f64>> {
         lookups.push(started.elapsed().as_secs_f64() * 1e6);
     }
     let (lookup_p50, _, _) = latency_stats(&mut lookups);
-    eprintln!("#   W6 port mapper lookup (part of every connect) p50_us={}", fmt(lookup_p50));
+    eprintln!(
+        "#   W6 port mapper lookup over TCP (a node of another host; A reads its copy of this host's table) p50_us={}",
+        fmt(lookup_p50)
+    );
     drop(x);
     let (reconnect_p50, reconnect_p99, _) = latency_stats(&mut reconnects);
     let (reject_p50, _, _) = latency_stats(&mut rejects);
