@@ -406,25 +406,28 @@ async fn client(stream: TcpStream, table: Table) {
 mod tests {
     use super::*;
 
-    /// Waits, within a deadline, until a mapper task reports its registration.
-    async fn registered(rx: std::sync::mpsc::Receiver<()>) -> std::sync::mpsc::Receiver<()> {
-        tokio::task::spawn_blocking(move || {
-            rx.recv_timeout(Duration::from_secs(10)).expect("registered with the mapper");
-            rx
-        })
-        .await
-        .unwrap()
+    /// A free TCP port on loopback, for a test's own mapper.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// A mapper task for `short` → `udp_port` with the mapper on loopback `port`, once it has
+    /// registered (within a deadline).
+    async fn started(port: u16, short: &str, udp_port: u16) -> Mapper {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mapper = Mapper::start(IpAddr::V4(Ipv4Addr::LOCALHOST), port, short.into(), udp_port, tx);
+        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("registered with the mapper");
+        mapper
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nodes_of_this_host_are_found_through_what_a_node_holds() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let serving = Mapper::start(localhost, port, "a".into(), 1111, tx.clone());
-        let rx = registered(rx).await;
-        let registering = Mapper::start(localhost, port, "b".into(), 2222, tx);
-        registered(rx).await;
+        let port = free_port();
+        let serving = started(port, "a", 1111).await;
+        let registering = started(port, "b", 2222).await;
         let addr = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         // From the table the serving node holds, and over the other's registration.
         assert_eq!(serving.lookup_here("b@localhost").await.unwrap().unwrap(), addr(2222));
@@ -454,19 +457,14 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_registered_node_is_told_the_table_and_its_changes() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let _serving = Mapper::start(localhost, port, "a".into(), 1111, tx.clone());
-        let rx = registered(rx).await;
-        let watching = Mapper::start(localhost, port, "b".into(), 2222, tx.clone());
-        let rx = registered(rx).await;
+        let port = free_port();
+        let _serving = started(port, "a", 1111).await;
+        let watching = started(port, "b", 2222).await;
         // The table as it was at the registration.
         copy_says(&watching, "a", Some(1111)).await;
         copy_says(&watching, "b", Some(2222)).await;
         // A node that registers later, and ends.
-        let later = Mapper::start(localhost, port, "c".into(), 3333, tx);
-        registered(rx).await;
+        let later = started(port, "c", 3333).await;
         copy_says(&watching, "c", Some(3333)).await;
         drop(later);
         copy_says(&watching, "c", None).await;
