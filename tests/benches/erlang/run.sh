@@ -3,7 +3,8 @@
 #
 # Copied from shared/bench/erlang/ (with bench.erl and tls_certs.sh), the harness behind
 # shared/bench/ERLANG-BASELINE.md; Spore owns this copy. Only comments changed, not what it
-# measures. `cargo bench --bench workloads -- --compare` runs it twice after the Spore
+# measures, and one recovery: W6 reconnects once more, untimed, when Erlang's global:sync()
+# is stuck past its 10 s limit, instead of failing the run (see settle/2 in bench.erl). `cargo bench --bench workloads -- --compare` runs it twice after the Spore
 # workloads (DIST=tcp and DIST=tls, the same PIN, a free EPMD_PORT); by hand:
 #
 # Usage:  tests/benches/erlang/run.sh [WORKLOAD...]        (default: all workloads)
