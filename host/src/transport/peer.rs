@@ -243,9 +243,12 @@ impl Arriving {
 
     /// Takes the connection: our hello leaves with our half of the TLS handshake (0.5-RTT);
     /// once the handshake is done, the dialer's hello must match its claim and its
-    /// certificate. Closes the connection on failure.
+    /// certificate. Closes the connection on failure (refuses one without a claim).
     pub async fn accept(self, ours: Hello, max_frame: usize) -> Result<(Connection, Established), String> {
-        let claim = self.claim.ok_or(NO_CLAIM)?;
+        let Some(claim) = self.claim else {
+            self.refuse(close::REFUSED, NO_CLAIM).await;
+            return Err(NO_CLAIM.into());
+        };
         let (conn, handshake_done) = match self.connecting.into_0rtt() {
             Ok(accepted) => accepted,
             Err(connecting) => {
