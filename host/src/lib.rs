@@ -44,6 +44,7 @@ pub mod mapper;
 pub mod node;
 pub mod process;
 pub mod proto;
+mod sched;
 pub mod transport;
 
 pub use cache::ModuleId;

@@ -5,7 +5,9 @@
 //! # Layout
 //! - [`tls`]: the cookie-derived cluster key, its verifiers and the rustls configurations.
 //! - [`peer`]: the handshake driver, the frame reader and the batching writer.
+//! - [`kx`]: key exchange with key pairs made ahead of the handshakes.
 
+mod kx;
 pub mod peer;
 pub mod tls;
 
@@ -178,6 +180,8 @@ impl Transport {
         node: &str,
         claim: Claim,
     ) -> Result<quinn::Connection, ConnectError> {
+        // The TLS handshake is on this side in progress until `connecting` resolves.
+        let _handshake = kx::Handshake::start();
         let connecting = self
             .endpoint
             .connect_with(self.client.clone(), addr, &claim.server_name(node))

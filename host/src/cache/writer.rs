@@ -81,7 +81,7 @@ impl DiskWriter {
 
 /// The writer thread: runs jobs until its cache is dropped.
 fn run(jobs: Receiver<Job>, pending: Arc<(std::sync::Mutex<usize>, Condvar)>) {
-    lower_priority();
+    crate::sched::lower_priority();
     for job in jobs {
         job();
         let (count, done) = &*pending;
@@ -90,18 +90,6 @@ fn run(jobs: Receiver<Job>, pending: Arc<(std::sync::Mutex<usize>, Condvar)>) {
         if *n == 0 {
             done.notify_all();
         }
-    }
-}
-
-/// Puts the calling thread in Linux's idle scheduling class: it runs only on a CPU that
-/// has nothing else to run. Elsewhere, or if refused, the thread keeps its priority.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid `sched_param` for the duration of the call; pid 0 is
-        // the calling thread, whose policy alone changes.
-        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     }
 }
 

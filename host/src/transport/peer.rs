@@ -225,11 +225,14 @@ pub struct Arriving {
     /// Who the dialer says it is; `None` if its ClientHello carried no claim (a node of an
     /// older protocol, or not a node).
     pub claim: Option<Claim>,
+    /// Counts the handshake as in progress until the connection is taken or refused.
+    _handshake: super::kx::Handshake,
 }
 
 impl Arriving {
     /// Waits for the ClientHello of `incoming`.
     pub async fn new(incoming: Incoming) -> Result<Self, ConnectionError> {
+        let handshake = super::kx::Handshake::start();
         let mut connecting = incoming.accept()?;
         let data = connecting.handshake_data().await?;
         let claim = data
@@ -238,7 +241,7 @@ impl Arriving {
             .and_then(|d| d.server_name)
             .as_deref()
             .and_then(Claim::parse);
-        Ok(Self { connecting, claim })
+        Ok(Self { connecting, claim, _handshake: handshake })
     }
 
     /// Takes the connection: our hello leaves with our half of the TLS handshake (0.5-RTT);
@@ -253,7 +256,9 @@ impl Arriving {
             Ok(accepted) => accepted,
             Err(connecting) => {
                 // quinn converts every incoming connection; should that change, refuse.
-                Self { connecting, claim: None }.refuse(close::REFUSED, "no 0.5-RTT").await;
+                Self { connecting, claim: None, _handshake: self._handshake }
+                    .refuse(close::REFUSED, "no 0.5-RTT")
+                    .await;
                 return Err("quinn refused 0.5-RTT".into());
             }
         };

@@ -149,9 +149,12 @@ impl ClusterIdentity {
 /// default puts AES-256-GCM with SHA-384 first, and on CPUs where ring has no fast SHA-512
 /// (AMD's, the reference VM's) its transcript hash and key schedule cost a mutual handshake
 /// 60 µs more CPU of 495 (in memory, both sides); AES-128 also encrypts a third faster.
+/// One key exchange group, X25519, its key pairs made ahead ([`super::kx`]).
 fn provider() -> rustls::crypto::CryptoProvider {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = vec![rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256];
+    provider.kx_groups = super::kx::GROUPS.to_vec();
+    super::kx::prepare();
     provider
 }
 
