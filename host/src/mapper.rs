@@ -9,7 +9,9 @@
 //! The protocol is lines of text: `REGISTER name port` → `OK` | `TAKEN`;
 //! `LOOKUP name` → `PORT n` | `NONE`; `NAMES` → `NAMES name=port ...`. A connection that
 //! holds a registration also gets the table after its `OK`, as one `UP name port` line per
-//! name, then each change as it happens: `UP name port`, `DOWN name`.
+//! name, then each change as it happens: `UP name port`, `DOWN name`. A connection that
+//! leaves [`QUEUED_LINES`] of these and its answers unread is closed, and its registration
+//! with it: the mapper's memory does not grow for a client that does not read.
 //!
 //! A node looks up the other nodes of its own host through what it already holds
 //! ([`Mapper::lookup_here`]): the table, when it serves the mapper, or its copy of it, kept
@@ -35,6 +37,10 @@ const MAX_LINE_BYTES: usize = 512;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before registering again after losing the mapper.
 const RETRY: Duration = Duration::from_millis(50);
+/// Most lines the mapper queues for one connection that does not read them (answers to
+/// requests it keeps sending, the table's changes): past it, the connection is closed, its
+/// registration with it, instead of the queue growing without bound.
+const QUEUED_LINES: usize = 4096;
 
 /// Why a node could not be found through the mapper.
 #[derive(Debug, thiserror::Error)]
@@ -308,7 +314,27 @@ impl Here {
 struct Registry {
     ports: HashMap<String, u16>,
     /// The lines to write to each registered connection, by its name.
-    watchers: HashMap<String, mpsc::UnboundedSender<String>>,
+    watchers: HashMap<String, Outbox>,
+}
+
+/// The lines to write to one connection, and what closes it when it does not read them.
+#[derive(Clone)]
+struct Outbox {
+    lines: mpsc::Sender<String>,
+    overflow: Arc<tokio::sync::Notify>,
+}
+
+impl Outbox {
+    /// Queues `line`; a connection whose queue is full is told to close.
+    fn send(&self, line: String) -> bool {
+        match self.lines.try_send(line) {
+            Ok(()) => true,
+            Err(_) => {
+                self.overflow.notify_one();
+                false
+            }
+        }
+    }
 }
 
 impl Registry {
@@ -320,9 +346,9 @@ impl Registry {
 
     /// Tells every registered connection but `name`'s.
     fn tell_others(&self, name: &str, line: &str) {
-        for (watcher, lines) in &self.watchers {
+        for (watcher, outbox) in &self.watchers {
             if watcher != name {
-                let _ = lines.send(line.to_owned());
+                outbox.send(line.to_owned());
             }
         }
     }
@@ -341,7 +367,8 @@ async fn serve(listener: TcpListener, table: Table) -> std::io::Result<()> {
 /// table's changes go out through one queue, so that they keep their order.
 async fn client(stream: TcpStream, table: Table) {
     let (read, mut write) = stream.into_split();
-    let (out, mut lines) = mpsc::unbounded_channel::<String>();
+    let (lines_tx, mut lines) = mpsc::channel::<String>(QUEUED_LINES);
+    let out = Outbox { lines: lines_tx, overflow: Arc::new(tokio::sync::Notify::new()) };
     let writer = tokio::spawn(async move {
         while let Some(mut line) = lines.recv().await {
             line.push('\n');
@@ -352,12 +379,20 @@ async fn client(stream: TcpStream, table: Table) {
     });
     let mut reader = BufReader::new(read);
     let mut registered: Option<String> = None;
+    let mut overflowed = false;
     let mut line = String::new();
     loop {
         line.clear();
-        match (&mut reader).take(MAX_LINE_BYTES as u64).read_line(&mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let mut limited = (&mut reader).take(MAX_LINE_BYTES as u64);
+        tokio::select! {
+            read = limited.read_line(&mut line) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            () = out.overflow.notified() => {
+                overflowed = true;
+                break;
+            }
         }
         let mut words = line.split_whitespace();
         let answer = match (words.next(), words.next(), words.next()) {
@@ -371,9 +406,9 @@ async fn client(stream: TcpStream, table: Table) {
                         t.tell_others(name, &format!("UP {name} {port}"));
                         // The table follows the answer, then its changes: under the lock,
                         // so that none is missed or told twice.
-                        let _ = out.send("OK".to_owned());
+                        out.send("OK".to_owned());
                         for (other, port) in &t.ports {
-                            let _ = out.send(format!("UP {other} {port}"));
+                            out.send(format!("UP {other} {port}"));
                         }
                         t.watchers.insert(name.to_owned(), out.clone());
                         registered = Some(name.to_owned());
@@ -388,7 +423,8 @@ async fn client(stream: TcpStream, table: Table) {
             (Some("NAMES"), None, None) => table.lock().names(),
             _ => "ERROR bad request".to_owned(),
         };
-        if out.send(answer).is_err() {
+        if !out.send(answer) {
+            overflowed = true;
             break;
         }
     }
@@ -399,7 +435,12 @@ async fn client(stream: TcpStream, table: Table) {
         t.tell_others(&name, &format!("DOWN {name}"));
     }
     drop(out);
-    let _ = writer.await;
+    if overflowed {
+        // What it did not read would never be written: the writer waits on a full socket.
+        writer.abort();
+    } else {
+        let _ = writer.await;
+    }
 }
 
 #[cfg(test)]
@@ -481,5 +522,35 @@ mod tests {
         assert_eq!(table, ["UP a 1111", "UP b 2222", "UP d 4444"]);
         assert_eq!(next().await, "PORT 1111");
         copy_says(&watching, "d", Some(4444)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_that_does_not_read_its_answers_is_closed_with_its_registration() {
+        let port = free_port();
+        let _serving = started(port, "a", 1111).await;
+        // A small receive buffer, so that the mapper's answers fill it and its queue soon.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(1024).unwrap();
+        let mut stuck = socket.connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await.unwrap();
+        stuck.write_all(b"REGISTER stuck 5555\n").await.unwrap();
+        let registered = async {
+            while lookup("stuck@localhost", port).await.is_err() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), registered).await.expect("registered");
+        // Requests, never reading an answer, until the mapper closes the connection.
+        let requests = "LOOKUP a\n".repeat(1000);
+        let closed = async {
+            loop {
+                if stuck.write_all(requests.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), closed).await.expect("the mapper closed it");
+        // Its name went with it; the mapper serves others as before.
+        assert!(matches!(lookup("stuck@localhost", port).await, Err(LookupError::Unknown(_))));
+        assert_eq!(lookup("a@localhost", port).await.unwrap(), SocketAddr::from((Ipv4Addr::LOCALHOST, 1111)));
     }
 }
