@@ -325,7 +325,8 @@ struct Outbox {
 }
 
 impl Outbox {
-    /// Queues `line`; a connection whose queue is full is told to close.
+    /// Queues `line`; false, and the connection told to close, when its queue is full or its
+    /// writer has stopped (the socket failed).
     fn send(&self, line: String) -> bool {
         match self.lines.try_send(line) {
             Ok(()) => true,
