@@ -343,6 +343,14 @@ impl Node {
         self.inner.incarnation
     }
 
+    /// The node's runtime, where its processes and connections run. A task spawned on it
+    /// calls the node without crossing threads: from another runtime, a call such as
+    /// [`connect`](Self::connect) hands its work to one of the node's workers and is woken
+    /// back from it, two wake-ups across threads.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.inner.runtime.clone()
+    }
+
     /// Loads (validates, compiles or fetches from the disk cache) a component.
     pub async fn load(&self, bytes: impl Into<Bytes>) -> Result<ModuleId, LoadError> {
         Ok(self.inner.load(bytes.into()).await?.id)

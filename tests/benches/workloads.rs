@@ -54,6 +54,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
@@ -1511,8 +1512,32 @@ async fn w5b(cluster: &Cluster, k: u64, guest: Guest) -> anyhow::Result<Vec<f64>
     Ok(vec![p50, mean, p99, module_bytes as f64 / count])
 }
 
-/// Connects `a` to `name`, within [`CONNECT_PATIENCE`], and returns how long it took.
-async fn timed_connect(a: &Node, name: &str) -> (Result<(), ConnectError>, f64) {
+/// Connects `a` to `name`, within [`CONNECT_PATIENCE`], and returns how long it took: timed
+/// by a host process of `a`, in a task on `a`'s runtime, as Erlang's harness times a connect
+/// in a process of node A.
+async fn timed_connect(a: &Node, me: &Arc<HostProcess>, name: &str) -> (Result<(), ConnectError>, f64) {
+    let (me, owned) = (Arc::clone(me), name.to_owned());
+    let task = a.handle().spawn(async move {
+        let started = Instant::now();
+        let result = me.connect(&owned).await;
+        (result, started.elapsed().as_secs_f64() * 1e6)
+    });
+    let abort = task.abort_handle();
+    match tokio::time::timeout(CONNECT_PATIENCE, task).await {
+        Ok(Ok(timed)) => timed,
+        Ok(Err(e)) => {
+            (Err(ConnectError::Transport { node: name.to_owned(), reason: format!("timing task: {e}") }), 0.0)
+        }
+        Err(_) => {
+            abort.abort();
+            (Err(ConnectError::Transport { node: name.to_owned(), reason: "bench timeout".into() }), 0.0)
+        }
+    }
+}
+
+/// Connects `a` to `name` from the bench's own runtime ([`Node::connect`]), within
+/// [`CONNECT_PATIENCE`], and returns how long it took (a diagnostic beside [`timed_connect`]).
+async fn timed_connect_from_outside(a: &Node, name: &str) -> (Result<(), ConnectError>, f64) {
     let started = Instant::now();
     let result = match tokio::time::timeout(CONNECT_PATIENCE, a.connect(name)).await {
         Ok(r) => r,
@@ -1542,20 +1567,38 @@ async fn w6(cluster: &Cluster, m: u64) -> anyhow::Result<Vec<f64>> {
     let x = cluster.start_peer(&x_name, &format!("{}-but-another", cluster.cookie))?;
     let a = cluster.node_a()?;
     ensure!(a.nodes().is_empty(), "a fresh node A has connections: {:?}", a.nodes());
+    let me = Arc::new(a.host_process());
     // (a) The first connect.
-    let (result, connect_us) = timed_connect(&a, &c_name).await;
+    let (result, connect_us) = timed_connect(&a, &me, &c_name).await;
     result.with_context(|| format!("connecting to {c_name}"))?;
-    // (b) Reconnects.
+    // (b) Reconnects; after every second one, a reconnect called from the bench's own
+    // runtime, as a diagnostic (untimed for the results).
     let mut reconnects = Vec::with_capacity(m as usize);
+    let mut from_outside = Vec::with_capacity(m as usize / 2);
     for cycle in 0..m {
-        ensure!(a.disconnect(&c_name), "cycle {cycle}: not connected to {c_name}");
-        wait_disconnected(&a, &c_name).await?;
-        tokio::time::sleep(W6_DOWN_PAUSE).await;
-        ensure!(!a.nodes().contains(&c_name), "cycle {cycle}: {c_name} came back by itself");
-        let (result, us) = timed_connect(&a, &c_name).await;
-        result.with_context(|| format!("cycle {cycle}: reconnecting to {c_name}"))?;
-        reconnects.push(us);
+        for outside in [false, true] {
+            if outside && cycle % 2 == 0 {
+                continue;
+            }
+            ensure!(a.disconnect(&c_name), "cycle {cycle}: not connected to {c_name}");
+            wait_disconnected(&a, &c_name).await?;
+            tokio::time::sleep(W6_DOWN_PAUSE).await;
+            ensure!(!a.nodes().contains(&c_name), "cycle {cycle}: {c_name} came back by itself");
+            let (result, us) = if outside {
+                timed_connect_from_outside(&a, &c_name).await
+            } else {
+                timed_connect(&a, &me, &c_name).await
+            };
+            result.with_context(|| format!("cycle {cycle}: reconnecting to {c_name}"))?;
+            if outside { &mut from_outside } else { &mut reconnects }.push(us);
+        }
     }
+    let (outside_p50, _, _) = latency_stats(&mut from_outside);
+    eprintln!(
+        "#   W6 reconnect called from the bench's own runtime (Node::connect: two wake-ups across threads more) p50_us={} n={}",
+        fmt(outside_p50),
+        from_outside.len()
+    );
     // (c) C is shut down; connects to X must fail because of the cookie.
     a.disconnect(&c_name);
     wait_disconnected(&a, &c_name).await?;
@@ -1567,7 +1610,7 @@ async fn w6(cluster: &Cluster, m: u64) -> anyhow::Result<Vec<f64>> {
         if attempt > 0 {
             tokio::time::sleep(W6_REJECT_PAUSE).await;
         }
-        let (result, us) = timed_connect(&a, &x_name).await;
+        let (result, us) = timed_connect(&a, &me, &x_name).await;
         if !matches!(result, Err(ConnectError::Cookie { .. })) {
             if rejected {
                 eprintln!("#   W6 attempt {attempt} to {x_name} (wrong cookie): {result:?}");

@@ -12,6 +12,7 @@ use super::{ExitReason, Incoming, Pid, Ref, Selector};
 use crate::error::{SendError, SpawnError};
 use crate::node::NodeInner;
 use crate::node::{Parent, SpawnRequest};
+use crate::transport::ConnectError;
 
 /// A process whose code is the caller's Rust code.
 ///
@@ -48,6 +49,23 @@ impl HostProcess {
         payload: impl Into<Bytes>,
     ) -> Result<(), SendError> {
         self.node.send_named(self.entry.pid, name, node, tag, payload.into()).await
+    }
+
+    /// Connects to node `name` (Erlang's `net_kernel:connect_node` from a process) and waits
+    /// until the link is up. Awaited in a task on the node's runtime ([`Node::handle`]), it
+    /// crosses no thread; from another runtime, as [`Node::connect`] does, it pays two
+    /// wake-ups across threads (handing the dial over, and being told it is up).
+    ///
+    /// [`Node::handle`]: crate::Node::handle
+    /// [`Node::connect`]: crate::Node::connect
+    pub async fn connect(&self, name: &str) -> Result<(), ConnectError> {
+        let dist = self.node.dist.as_ref().ok_or(ConnectError::NotDistributed)?;
+        dist.connect(&self.node, name).await
+    }
+
+    /// Closes the connection to `name` (Erlang's `disconnect_node`); false if there was none.
+    pub fn disconnect(&self, name: &str) -> bool {
+        self.node.dist.as_ref().is_some_and(|d| d.disconnect(name))
     }
 
     /// Subscribes to nodeup and nodedown events ([`Incoming::Node`]).
