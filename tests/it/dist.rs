@@ -28,6 +28,31 @@ async fn nodes_connect_and_list_each_other() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_host_process_connects_and_disconnects_from_a_task_on_its_nodes_runtime() -> anyhow::Result<()> {
+    let nodes = cluster("handle", 2);
+    let mut watcher = nodes[0].host_process();
+    watcher.monitor_nodes(true);
+    let me = nodes[0].host_process();
+    let b = nodes[1].name().to_owned();
+    let task = nodes[0].handle().spawn(async move {
+        me.connect(&b).await?;
+        let first = me.disconnect(&b);
+        Ok::<_, ConnectError>((first, me))
+    });
+    let (disconnected, me) = tokio::time::timeout(DEADLINE, task).await??.map_err(anyhow::Error::from)?;
+    ensure!(disconnected, "the first disconnect found no connection");
+    let (name, up, _) = next_node_event(&mut watcher, DEADLINE).await?;
+    assert_eq!((name.as_str(), up), (nodes[1].name(), true));
+    let (name, up, _) = next_node_event(&mut watcher, DEADLINE).await?;
+    assert_eq!((name.as_str(), up), (nodes[1].name(), false));
+    ensure!(!me.disconnect(nodes[1].name()), "a second disconnect found a connection");
+    // A name that no mapper or address knows fails instead of waiting.
+    let unknown = tokio::time::timeout(DEADLINE, me.connect("nobody@localhost")).await?;
+    ensure!(unknown.is_err(), "connecting to an unknown node succeeded");
+    Ok(())
+}
+
+#[tokio::test]
 async fn nodes_dialing_each_other_at_once_end_up_with_one_link_that_stays() -> anyhow::Result<()> {
     // Each acceptor decides on a dialer's claim before the handshake: whichever way the two
     // ClientHellos cross, both sides must keep the same connection and never report the
