@@ -41,6 +41,10 @@ const RETRY: Duration = Duration::from_millis(50);
 /// requests it keeps sending, the table's changes): past it, the connection is closed, its
 /// registration with it, instead of the queue growing without bound.
 const QUEUED_LINES: usize = 4096;
+/// How long the mapper keeps writing its last answers to a connection whose client has
+/// stopped sending: one that never reads them would otherwise hold a task and its socket
+/// forever.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Why a node could not be found through the mapper.
 #[derive(Debug, thiserror::Error)]
@@ -360,13 +364,14 @@ type Table = Arc<Mutex<Registry>>;
 async fn serve(listener: TcpListener, table: Table) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(client(stream, Arc::clone(&table)));
+        tokio::spawn(client(stream, Arc::clone(&table), FLUSH_PATIENCE));
     }
 }
 
 /// One connection to the mapper: requests, and the registration it holds. Answers and the
-/// table's changes go out through one queue, so that they keep their order.
-async fn client(stream: TcpStream, table: Table) {
+/// table's changes go out through one queue, so that they keep their order. Once the client
+/// stops sending, what is queued for it is written within `flush_patience`, or dropped.
+async fn client(stream: TcpStream, table: Table, flush_patience: Duration) {
     let (read, mut write) = stream.into_split();
     let (lines_tx, mut lines) = mpsc::channel::<String>(QUEUED_LINES);
     let out = Outbox { lines: lines_tx, overflow: Arc::new(tokio::sync::Notify::new()) };
@@ -440,7 +445,10 @@ async fn client(stream: TcpStream, table: Table) {
         // What it did not read would never be written: the writer waits on a full socket.
         writer.abort();
     } else {
-        let _ = writer.await;
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(flush_patience, writer).await.is_err() {
+            abort.abort();
+        }
     }
 }
 
@@ -523,6 +531,31 @@ mod tests {
         assert_eq!(table, ["UP a 1111", "UP b 2222", "UP d 4444"]);
         assert_eq!(next().await, "PORT 1111");
         copy_says(&watching, "d", Some(4444)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_stops_sending_and_never_reads_is_let_go_after_the_flush_patience() {
+        // Small buffers on both sides, so that the answers cannot all be written.
+        let listener = tokio::net::TcpSocket::new_v4().unwrap();
+        listener.set_send_buffer_size(4096).unwrap();
+        listener.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        let listener = listener.listen(1).unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(1024).unwrap();
+        let mut peer = socket.connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let table: Table = Arc::new(Mutex::new(Registry::default()));
+        table.lock().ports.insert("someone".into(), 1111);
+        let served = tokio::spawn(client(stream, table, Duration::from_millis(100)));
+        // Fewer requests than the queue holds, more answers than the buffers take; then the
+        // client stops sending and never reads.
+        peer.write_all("LOOKUP someone\n".repeat(QUEUED_LINES - 96).as_bytes()).await.unwrap();
+        peer.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("the mapper let the connection go")
+            .unwrap();
+        drop(peer);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
