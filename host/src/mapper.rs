@@ -555,6 +555,7 @@ mod tests {
             .await
             .expect("the mapper let the connection go")
             .unwrap();
+        // Open until here: a closed peer would fail the writer, and the test would prove nothing.
         drop(peer);
     }
 

@@ -463,13 +463,12 @@ impl Node {
     /// Connects to node `name` (Erlang's `net_kernel:connect_node`) and waits until the link
     /// is up.
     pub async fn connect(&self, name: &str) -> Result<(), ConnectError> {
-        let dist = self.inner.dist.as_ref().ok_or(ConnectError::NotDistributed)?;
-        dist.connect(&self.inner, name).await
+        self.inner.connect(name).await
     }
 
     /// Closes the connection to `name` (Erlang's `disconnect_node`); false if there was none.
     pub fn disconnect(&self, name: &str) -> bool {
-        self.inner.dist.as_ref().is_some_and(|d| d.disconnect(name))
+        self.inner.disconnect(name)
     }
 
     /// The visible nodes this node is connected to (Erlang's `nodes()`).
@@ -541,6 +540,17 @@ fn fresh_incarnation() -> u32 {
 }
 
 impl NodeInner {
+    /// Connects to node `name` and waits until the link is up (every caller's connect).
+    pub async fn connect(self: &Arc<Self>, name: &str) -> Result<(), ConnectError> {
+        let dist = self.dist.as_ref().ok_or(ConnectError::NotDistributed)?;
+        dist.connect(self, name).await
+    }
+
+    /// Closes the connection to `name`; false if there was none.
+    pub fn disconnect(&self, name: &str) -> bool {
+        self.dist.as_ref().is_some_and(|d| d.disconnect(name))
+    }
+
     /// Loads a component, or returns it from the cache.
     pub async fn load(self: &Arc<Self>, bytes: Bytes) -> Result<Arc<LoadedModule>, LoadError> {
         self.cache.load(self, bytes).await

@@ -36,16 +36,16 @@ impl Host for ProcState {
     }
 
     async fn connect(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
-        let Some(dist) = &self.node.dist else {
+        if self.node.dist.is_none() {
             return Ok(Err(ConnectError::NotDistributed.to_string()));
-        };
+        }
         if !crate::proto::handshake::valid_node_name(&name) {
             return Ok(Err(format!("bad node name `{name}`")));
         }
-        Ok(dist.connect(&self.node, &name).await.map_err(|e| e.to_string()))
+        Ok(self.node.connect(&name).await.map_err(|e| e.to_string()))
     }
 
     fn disconnect(&mut self, name: String) -> wasmtime::Result<bool> {
-        Ok(self.node.dist.as_ref().is_some_and(|d| d.disconnect(&name)))
+        Ok(self.node.disconnect(&name))
     }
 }

@@ -59,13 +59,12 @@ impl HostProcess {
     /// [`Node::handle`]: crate::Node::handle
     /// [`Node::connect`]: crate::Node::connect
     pub async fn connect(&self, name: &str) -> Result<(), ConnectError> {
-        let dist = self.node.dist.as_ref().ok_or(ConnectError::NotDistributed)?;
-        dist.connect(&self.node, name).await
+        self.node.connect(name).await
     }
 
     /// Closes the connection to `name` (Erlang's `disconnect_node`); false if there was none.
     pub fn disconnect(&self, name: &str) -> bool {
-        self.node.dist.as_ref().is_some_and(|d| d.disconnect(name))
+        self.node.disconnect(name)
     }
 
     /// Subscribes to nodeup and nodedown events ([`Incoming::Node`]).
