@@ -34,7 +34,9 @@
 //! - Processes: [`spawn`], [`spawn_link`], [`spawn_monitor`], [`Spawn`] for every option,
 //!   [`exit`], [`Pid::me`], [`node`].
 //! - Messages: [`send`], [`send_named`], [`receive`], [`receive_timeout`], [`Select`] for
-//!   selective receive with several arms and a timeout.
+//!   selective receive with several arms and a timeout; [`send_receive`] and
+//!   [`send_receive_any`] send and receive in one host call (a request and its reply, a
+//!   server's reply and its next request).
 //! - Failures: [`link`], [`monitor`], [`trap_exit`], [`Signal`], [`ExitReason`].
 //! - Names: [`register`], [`whereis`]. Time: [`sleep`], [`send_after`].
 //! - Calls: [`rpc::call`], [`rpc::multicall`], [`rpc::cast`] run an entry on a node and
@@ -84,7 +86,8 @@ mod timer;
 pub use entry::{Entry, EntryResult};
 pub use mailbox::{
     Envelope, Received, Select, SendError, Signal, pending, receive, receive_any, receive_signal,
-    receive_tagged, receive_timeout, send, send_named, send_raw, send_tagged, try_send, try_send_named,
+    receive_tagged, receive_timeout, send, send_named, send_raw, send_receive, send_receive_any, send_tagged,
+    try_send, try_send_named,
 };
 pub use pid::{PID_TAG, Pid, Ref};
 pub use process::{

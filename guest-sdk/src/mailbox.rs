@@ -198,6 +198,63 @@ pub fn receive<T: DeserializeOwned>() -> T {
     }
 }
 
+/// Sends `msg` to `to`, then waits for the oldest message that decodes as `T`: [`send`] and
+/// [`receive`] in one host call, for a request and its reply. Panics if the send fails, like
+/// [`send`].
+pub fn send_receive<M: Serialize + ?Sized, T: DeserializeOwned>(to: Pid, msg: &M) -> T {
+    let Some(entry) = send_then_receive(to, msg, None) else {
+        return receive();
+    };
+    match &entry {
+        Received::Message(m) => {
+            if let Ok(t) = m.decode::<T>() {
+                return t;
+            }
+        }
+        Received::Signal(_) => {}
+    }
+    SAVED.with(|s| s.borrow_mut().push_back(entry));
+    receive()
+}
+
+/// Sends `msg` to `to`, then waits at most `timeout` (forever when none) for the oldest
+/// entry of any kind: [`send`] and [`receive_any`] in one host call, for a server that
+/// answers one request and waits for the next. Panics if the send fails, like [`send`].
+pub fn send_receive_any<M: Serialize + ?Sized>(
+    to: Pid,
+    msg: &M,
+    timeout: Option<Duration>,
+) -> Option<Received> {
+    let deadline = timeout.map(crate::timer::Deadline::after);
+    if let Some(entry) = send_then_receive(to, msg, deadline.as_ref().map(|d| d.remaining_ms())) {
+        return Some(entry);
+    }
+    match deadline {
+        None => receive_any(None),
+        Some(d) => match d.remaining_ms() {
+            0 => None,
+            left => receive_any(Some(Duration::from_millis(left))),
+        },
+    }
+}
+
+/// Sends, and takes the host's oldest entry in the same call when the save queue is empty
+/// (a saved entry is older than anything in the host's mailbox); `None` when it was not
+/// empty (only sent) or nothing came within `timeout_ms`.
+fn send_then_receive<M: Serialize + ?Sized>(to: Pid, msg: &M, timeout_ms: Option<u64>) -> Option<Received> {
+    if SAVED.with(|s| !s.borrow().is_empty()) {
+        send(to, msg);
+        return None;
+    }
+    let sent = codec::with_encoded(msg, |bytes| wit::send_receive(to.to_wit(), 0, bytes, &[], timeout_ms))
+        .map_err(SendError::Encode)
+        .and_then(|r| r.map_err(SendError::from));
+    match sent {
+        Ok(entry) => entry.map(Received::from_wit),
+        Err(e) => panic!("send to {to} failed: {e}"),
+    }
+}
+
 /// The first saved entry `matches` takes (`Some`), removed from the save queue: one scan
 /// and one removal. `matches` runs while the queue is borrowed, so it must only look at
 /// the entry (decode it, test it); what a receive then does with it runs afterwards.

@@ -25,6 +25,7 @@ wasmtime::component::bindgen!({
         "spore:process/mailbox.receive": async | trappable,
         "spore:process/mailbox.send": async | trappable,
         "spore:process/mailbox.send-named": async | trappable,
+        "spore:process/mailbox.send-receive": async | trappable,
         "spore:process/node.connect": async | trappable,
         "spore:process/timer.sleep": async | trappable,
         "spore:process/process.spawn": async | trappable,

@@ -234,6 +234,24 @@ async fn message_size_bound_is_enforced_for_hosts_and_guests() -> anyhow::Result
 }
 
 #[tokio::test]
+async fn send_receive_sends_then_receives_and_a_failed_send_receives_nothing() -> anyhow::Result<()> {
+    let mut config = spore_tests::test_config("sendreceive@localhost");
+    config.max_message_bytes = 1024;
+    let node = Node::start(config)?;
+    let limits = load(&node, guests::LIMITS).await?;
+    let mut me = node.host_process();
+    spawn(&node, limits, "send_receive_halves", vec![node.pid_value(me.pid()), int(4096)])?;
+    let (_, note) = next_message(&mut me).await?;
+    assert_eq!(as_text(&note)?, "a note");
+    let (_, steps) = next_message(&mut me).await?;
+    assert_eq!(
+        as_text(&steps)?,
+        "too large (limit 1024), 1 pending; waiting; second; Ok(7); third; fourth; fifth; None"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_module_over_the_size_limit_is_too_large_for_a_guest_spawn() -> anyhow::Result<()> {
     let mut config = spore_tests::test_config("modsize@localhost");
     config.max_module_bytes = 512 << 10;

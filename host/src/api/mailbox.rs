@@ -89,14 +89,50 @@ impl Host for ProcState {
         selectors: Vec<wit::Selector>,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<wit::Incoming>> {
-        // Each waiting entry is matched against every selector under the mailbox's lock,
-        // which senders on other workers wait for: the list is bounded.
-        if selectors.len() > MAX_SELECTORS {
-            return Err(wasmtime::format_err!(
-                "a receive with {} selectors, over the {MAX_SELECTORS} one may have",
-                selectors.len()
-            ));
+        self.receive_entry(selectors, timeout_ms).await
+    }
+
+    async fn send_receive(
+        &mut self,
+        to: wit::Pid,
+        tag: u64,
+        payload: Vec<u8>,
+        selectors: Vec<wit::Selector>,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<Option<wit::Incoming>, wit::SendError>> {
+        check_selectors(&selectors)?;
+        if let Err(e) = self.send(to, tag, payload).await? {
+            return Ok(Err(e));
         }
+        Ok(Ok(self.receive_entry(selectors, timeout_ms).await?))
+    }
+
+    fn pending(&mut self) -> wasmtime::Result<u32> {
+        Ok(u32::try_from(self.me.mailbox.len()).unwrap_or(u32::MAX))
+    }
+}
+
+/// Traps a receive with more selectors than one may have: each waiting entry is matched
+/// against every selector under the mailbox's lock, which senders on other workers wait
+/// for, so the list is bounded.
+fn check_selectors(selectors: &[wit::Selector]) -> wasmtime::Result<()> {
+    if selectors.len() > MAX_SELECTORS {
+        return Err(wasmtime::format_err!(
+            "a receive with {} selectors, over the {MAX_SELECTORS} one may have",
+            selectors.len()
+        ));
+    }
+    Ok(())
+}
+
+impl ProcState {
+    /// `receive`'s body, shared with `send-receive`.
+    async fn receive_entry(
+        &mut self,
+        selectors: Vec<wit::Selector>,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Option<wit::Incoming>> {
+        check_selectors(&selectors)?;
         let selectors: Vec<Selector> = selectors.into_iter().map(Into::into).collect();
         let timeout = timeout_ms.map(Duration::from_millis);
         self.me.state.store(WAITING, Ordering::Relaxed);
@@ -110,9 +146,5 @@ impl Host for ProcState {
         };
         self.me.state.store(RUNNING, Ordering::Relaxed);
         Ok(entry)
-    }
-
-    fn pending(&mut self) -> wasmtime::Result<u32> {
-        Ok(u32::try_from(self.me.mailbox.len()).unwrap_or(u32::MAX))
     }
 }

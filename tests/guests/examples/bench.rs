@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use serde::de::{self, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use spore_guest::{
-    Module, Pid, Received, receive, receive_any, register, rpc, send, send_named, spawn, spawn_on,
+    Module, Pid, Received, receive, receive_any, register, rpc, send, send_named, send_receive,
+    send_receive_any, spawn, spawn_on,
 };
 use spore_lean_guests::w4::{idle, nop, ready_then_wait_for_go, w4a, w4b};
 
@@ -84,8 +85,10 @@ impl<'de> Deserialize<'de> for Bytes<'de> {
 
 /// One W1 round trip: `("ping", me, payload)` to `pong`, then waits for `("pong", payload)`.
 fn round_trip(pong: Pid, me: Pid, payload: &Payload) {
-    send(pong, &("ping", me, payload));
-    let (tag, back): (String, Payload) = receive();
+    let Some(Received::Message(m)) = send_receive_any(pong, &("ping", me, payload), None) else {
+        panic!("not a pong");
+    };
+    let (tag, back): (&str, Bytes) = m.decode().expect("a pong");
     assert!(tag == "pong" && back.0.len() == 64, "bad pong");
 }
 
@@ -105,14 +108,21 @@ fn w1(n: u64, reply_to: Pid) {
 }
 
 /// W1's other side: answers each `("ping", from, payload)` with `("pong", payload)` (the
-/// bytes it received, borrowed from the message) until `"stop"`.
+/// bytes it received, borrowed from the message) until `"stop"`, each answer sent with the
+/// receive of the next ping (`send_receive_any`).
 fn pong() {
+    let mut next = receive_any(None);
     loop {
-        let Some(Received::Message(m)) = receive_any(None) else { continue };
+        let Some(Received::Message(m)) = next else {
+            next = receive_any(None);
+            continue;
+        };
         if let Ok((_ping, from, payload)) = m.decode::<(&str, Pid, Bytes)>() {
-            send(from, &("pong", payload));
+            next = send_receive_any(from, &("pong", payload), None);
         } else if m.decode::<&str>() == Ok("stop") {
             return;
+        } else {
+            next = receive_any(None);
         }
     }
 }

@@ -1,8 +1,12 @@
-//! Limits: message size and receive timeouts, seen from inside a guest.
+//! Limits: message size and receive timeouts, seen from inside a guest; and what
+//! `send-receive` does with a send that fails and with entries a typed receive skips.
 
 use std::time::Duration;
 
-use spore_guest::{Module, Pid, SendError, Spawn, SpawnError, receive_timeout, send, try_send};
+use spore_guest::{
+    Module, Pid, Received, SendError, Spawn, SpawnError, receive, receive_timeout, send, send_receive,
+    send_receive_any, try_send,
+};
 
 /// Tries to send `bytes` bytes to itself and reports the outcome to `parent` as text.
 fn send_big(parent: Pid, bytes: u64) {
@@ -114,6 +118,52 @@ fn spawn_bytes(parent: Pid, bytes: u64) {
     send(parent, &outcome);
 }
 
+/// Exercises `send-receive` on its own mailbox (the node's message limit must be under
+/// `big` bytes) and reports to `parent` what each step got, as `"<step>; <step>; ..."`:
+/// - the raw call with a send over the limit: its error, and nothing received (the entry
+///   that waits stays);
+/// - the raw call with a send that works: the oldest entry comes back (the one that waited);
+/// - `send_receive::<String>` skips an integer (saved) for the text it sent;
+/// - `send_receive_any` with that integer saved: the integer (oldest), then its own text;
+/// - `send_receive_any` with a timeout: the oldest waiting; to `parent` (`"a note"`, which
+///   `parent` gets first) with nothing left here: none.
+fn send_receive_halves(parent: Pid, big: u64) {
+    use spore_guest::bindings::spore::process::{mailbox as wit, process as wit_process};
+    let me = Pid::me();
+    let raw_me = wit_process::self_();
+    let text =
+        |payload: &[u8]| spore_guest::codec::decode::<String>(payload).unwrap_or_else(|e| e.to_string());
+    let describe = |entry: Option<Received>| match entry {
+        Some(Received::Message(m)) => match m.decode::<String>() {
+            Ok(t) => t,
+            Err(_) => format!("{:?}", m.decode::<u64>()),
+        },
+        other => format!("{other:?}"),
+    };
+    let mut steps = Vec::new();
+    send(me, "waiting");
+    steps.push(match wit::send_receive(raw_me, 0, &vec![0u8; big as usize], &[], Some(0)) {
+        Err(wit::SendError::TooLarge(limit)) => {
+            format!("too large (limit {limit}), {} pending", spore_guest::pending())
+        }
+        other => format!("unexpected {other:?}"),
+    });
+    let first = spore_guest::codec::encode("first").expect("encode");
+    steps.push(match wit::send_receive(raw_me, 0, &first, &[wit::Selector::Any], None) {
+        Ok(Some(wit::Incoming::Message(m))) => text(&m.payload),
+        other => format!("unexpected {other:?}"),
+    });
+    let _: String = receive();
+    send(me, &7u64);
+    steps.push(send_receive::<_, String>(me, "second"));
+    steps.push(describe(send_receive_any(me, "third", None)));
+    steps.push(describe(send_receive_any(me, "fourth", Some(Duration::from_secs(5)))));
+    steps.push(describe(send_receive_any(me, "fifth", Some(Duration::ZERO))));
+    steps.push(describe(spore_guest::receive_any(Some(Duration::ZERO))));
+    steps.push(describe(send_receive_any(parent, "a note", Some(Duration::from_millis(10)))));
+    send(parent, &steps.join("; "));
+}
+
 spore_guest::entries!(
     send_big,
     send_big_later,
@@ -124,5 +174,6 @@ spore_guest::entries!(
     pending_timers,
     timer_for,
     spawn_bytes,
-    many_selectors
+    many_selectors,
+    send_receive_halves
 );
