@@ -12,11 +12,12 @@ pub const GUEST_TARGET: &str = "wasm32-wasip2";
 /// `.wasm` files.
 #[allow(dead_code)]
 pub fn build_guests(workspace: &Path, packages: &[&str]) -> PathBuf {
-    build_guests_with(workspace, packages, &[])
+    build_guests_with(workspace, "guest", packages, &[])
 }
 
-/// [`build_guests`] with extra `cargo build` arguments (such as `--examples`).
-pub fn build_guests_with(workspace: &Path, packages: &[&str], extra: &[&str]) -> PathBuf {
+/// [`build_guests`] with the cargo profile `profile` (`guest`, or `guest-fast` for code built
+/// for speed) and extra `cargo build` arguments (such as `--examples`).
+pub fn build_guests_with(workspace: &Path, profile: &str, packages: &[&str], extra: &[&str]) -> PathBuf {
     ensure_target();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -26,7 +27,7 @@ pub fn build_guests_with(workspace: &Path, packages: &[&str], extra: &[&str]) ->
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
         .arg("--quiet")
-        .args(["--profile", "guest", "--target", GUEST_TARGET])
+        .args(["--profile", profile, "--target", GUEST_TARGET])
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))
         // Its own target directory: the outer build holds the lock on the usual one.
@@ -51,7 +52,7 @@ pub fn build_guests_with(workspace: &Path, packages: &[&str], extra: &[&str]) ->
     for dir in ["guest-sdk/src", "wit"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
-    target_dir.join(GUEST_TARGET).join("guest")
+    target_dir.join(GUEST_TARGET).join(profile)
 }
 
 /// Installs the guest target with rustup when the toolchain lacks it.

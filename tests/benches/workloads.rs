@@ -222,7 +222,8 @@ const WORKLOADS: &[Workload] = &[
         keys: &["rtt_per_s", "mean_rtt_us"],
         n: 500_000,
         quick_n: 100_000,
-        n_note: "spec N is 5000000; lowered so that one repetition lasts 1-10 s here",
+        n_note: "spec N is 5000000; lowered so that one repetition lasts 1-10 s here. Ping and pong \
+                 send each message and wait for the next in one host call (send_receive)",
         remote: false,
         run: |b, n| b.rt.block_on(w1(n)),
     },

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use serde::de::{self, IgnoredAny, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use spore_guest::{
-    Module, Pid, Received, receive, receive_any, register, rpc, send, send_named, send_receive,
-    send_receive_any, spawn, spawn_on,
+    Module, Pid, Received, receive, receive_any, register, rpc, send, send_named, send_receive_any, spawn,
+    spawn_on,
 };
 use spore_lean_guests::w4::{idle, nop, ready_then_wait_for_go, w4a, w4b};
 
