@@ -201,7 +201,7 @@ pub fn receive<T: DeserializeOwned>() -> T {
 /// Sends `msg` to `to`, then waits for the oldest message that decodes as `T`: [`send`] and
 /// [`receive`] in one host call, for a request and its reply. Panics if the send fails, like
 /// [`send`].
-pub fn send_receive<M: Serialize + ?Sized, T: DeserializeOwned>(to: Pid, msg: &M) -> T {
+pub fn send_receive<T: DeserializeOwned>(to: Pid, msg: &(impl Serialize + ?Sized)) -> T {
     let Some(entry) = send_then_receive(to, msg, None) else {
         return receive();
     };
@@ -220,9 +220,9 @@ pub fn send_receive<M: Serialize + ?Sized, T: DeserializeOwned>(to: Pid, msg: &M
 /// Sends `msg` to `to`, then waits at most `timeout` (forever when none) for the oldest
 /// entry of any kind: [`send`] and [`receive_any`] in one host call, for a server that
 /// answers one request and waits for the next. Panics if the send fails, like [`send`].
-pub fn send_receive_any<M: Serialize + ?Sized>(
+pub fn send_receive_any(
     to: Pid,
-    msg: &M,
+    msg: &(impl Serialize + ?Sized),
     timeout: Option<Duration>,
 ) -> Option<Received> {
     let deadline = timeout.map(crate::timer::Deadline::after);

@@ -155,7 +155,7 @@ fn send_receive_halves(parent: Pid, big: u64) {
     });
     let _: String = receive();
     send(me, &7u64);
-    steps.push(send_receive::<_, String>(me, "second"));
+    steps.push(send_receive::<String>(me, "second"));
     steps.push(describe(send_receive_any(me, "third", None)));
     steps.push(describe(send_receive_any(me, "fourth", Some(Duration::from_secs(5)))));
     steps.push(describe(send_receive_any(me, "fifth", Some(Duration::ZERO))));
