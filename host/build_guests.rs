@@ -8,15 +8,9 @@ use std::process::Command;
 /// The target guests are built for.
 pub const GUEST_TARGET: &str = "wasm32-wasip2";
 
-/// Builds `packages` with the `guest` profile and returns the directory holding their
-/// `.wasm` files.
-#[allow(dead_code)]
-pub fn build_guests(workspace: &Path, packages: &[&str]) -> PathBuf {
-    build_guests_with(workspace, "guest", packages, &[])
-}
-
-/// [`build_guests`] with the cargo profile `profile` (`guest`, or `guest-fast` for code built
-/// for speed) and extra `cargo build` arguments (such as `--examples`).
+/// Builds `packages` with the cargo profile `profile` (`guest`, or `guest-fast` for code
+/// built for speed) and extra `cargo build` arguments (such as `--examples`), and returns
+/// the directory holding their `.wasm` files.
 pub fn build_guests_with(workspace: &Path, profile: &str, packages: &[&str], extra: &[&str]) -> PathBuf {
     ensure_target();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
