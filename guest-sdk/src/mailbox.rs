@@ -205,13 +205,10 @@ pub fn send_receive<T: DeserializeOwned>(to: Pid, msg: &(impl Serialize + ?Sized
     let Some(entry) = send_then_receive(to, msg, None) else {
         return receive();
     };
-    match &entry {
-        Received::Message(m) => {
-            if let Ok(t) = m.decode::<T>() {
-                return t;
-            }
-        }
-        Received::Signal(_) => {}
+    if let Received::Message(m) = &entry
+        && let Ok(t) = m.decode::<T>()
+    {
+        return t;
     }
     SAVED.with(|s| s.borrow_mut().push_back(entry));
     receive()

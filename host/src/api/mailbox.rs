@@ -89,6 +89,7 @@ impl Host for ProcState {
         selectors: Vec<wit::Selector>,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<wit::Incoming>> {
+        check_selectors(&selectors)?;
         self.receive_entry(selectors, timeout_ms).await
     }
 
@@ -100,6 +101,7 @@ impl Host for ProcState {
         selectors: Vec<wit::Selector>,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Result<Option<wit::Incoming>, wit::SendError>> {
+        // Checked before the send: a receive that would trap must not have sent.
         check_selectors(&selectors)?;
         if let Err(e) = self.send(to, tag, payload).await? {
             return Ok(Err(e));
@@ -126,13 +128,12 @@ fn check_selectors(selectors: &[wit::Selector]) -> wasmtime::Result<()> {
 }
 
 impl ProcState {
-    /// `receive`'s body, shared with `send-receive`.
+    /// `receive`'s body, shared with `send-receive`; the caller has checked the selectors.
     async fn receive_entry(
         &mut self,
         selectors: Vec<wit::Selector>,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<wit::Incoming>> {
-        check_selectors(&selectors)?;
         let selectors: Vec<Selector> = selectors.into_iter().map(Into::into).collect();
         let timeout = timeout_ms.map(Duration::from_millis);
         self.me.state.store(WAITING, Ordering::Relaxed);
