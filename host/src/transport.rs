@@ -6,9 +6,11 @@
 //! - [`tls`]: the cookie-derived cluster key, its verifiers and the rustls configurations.
 //! - [`peer`]: the handshake driver, the frame reader and the batching writer.
 //! - [`kx`]: key exchange with key pairs made ahead of the handshakes.
+//! - [`socket`]: the endpoint's UDP socket, read without an empty read per wake-up.
 
 mod kx;
 pub mod peer;
+pub(crate) mod socket;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -18,6 +20,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 
+use socket::SocketRuntime;
 use tls::{Claim, ClusterIdentity, TlsError};
 
 /// Application close codes: why a connection was closed on purpose.
@@ -149,10 +152,9 @@ impl Transport {
         size_buffers(&socket);
         #[cfg(unix)]
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-        let runtime =
-            quinn::default_runtime().ok_or_else(|| BindError::Endpoint("no async runtime".into()))?;
-        let endpoint = Endpoint::new(EndpointConfig::default(), Some(server), socket, runtime)
-            .map_err(|e| BindError::Endpoint(e.to_string()))?;
+        let endpoint =
+            Endpoint::new(EndpointConfig::default(), Some(server), socket, Arc::new(SocketRuntime))
+                .map_err(|e| BindError::Endpoint(e.to_string()))?;
         Ok(Self {
             endpoint,
             client,
