@@ -11,7 +11,7 @@ pub const GUEST_TARGET: &str = "wasm32-wasip2";
 /// Builds `packages` with the cargo profile `profile` (`guest`, or `guest-fast` for code
 /// built for speed) and extra `cargo build` arguments (such as `--examples`), and returns
 /// the directory holding their `.wasm` files.
-pub fn build_guests_with(workspace: &Path, profile: &str, packages: &[&str], extra: &[&str]) -> PathBuf {
+pub fn build_guests(workspace: &Path, profile: &str, packages: &[&str], extra: &[&str]) -> PathBuf {
     ensure_target();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -22,10 +22,9 @@ fn main() {
     packages.extend(EXAMPLES.iter().map(|(p, _)| *p));
     // Examples of a package are built only when asked for.
     let scenarios_dir =
-        build_guests::build_guests_with(workspace, "guest-fast", &packages, &["--examples", "--lib"]);
+        build_guests::build_guests(workspace, "guest-fast", &packages, &["--examples", "--lib"]);
     // Apart: built with the std guests, feature unification would link std into these.
-    let lean_dir =
-        build_guests::build_guests_with(workspace, "guest", &["spore-lean-guests"], &["--examples"]);
+    let lean_dir = build_guests::build_guests(workspace, "guest", &["spore-lean-guests"], &["--examples"]);
     let mut consts = String::new();
     for name in LEAN {
         let path = lean_dir.join("examples").join(format!("{name}.wasm"));

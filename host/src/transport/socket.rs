@@ -40,7 +40,7 @@ impl Runtime for SocketRuntime {
     }
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
-        socket.set_nonblocking(true)?;
+        // Also makes the socket nonblocking, as `AsyncFd` needs.
         let state = UdpSocketState::new((&socket).into())?;
         // SAFETY: the `AsyncFd` owns the socket, whose descriptor stays open and the same
         // until the `AsyncFd` is dropped.
