@@ -351,6 +351,13 @@ impl Node {
         self.inner.runtime.clone()
     }
 
+    /// The node's wasmtime engine: its compiler, instance pool and epoch settings. For an
+    /// embedder that compiles or instantiates components with the node's own settings
+    /// outside its processes (the bench measures wasmtime's share of a spawn with it).
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
     /// Loads (validates, compiles or fetches from the disk cache) a component.
     pub async fn load(&self, bytes: impl Into<Bytes>) -> Result<ModuleId, LoadError> {
         Ok(self.inner.load(bytes.into()).await?.id)

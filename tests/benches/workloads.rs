@@ -4,7 +4,8 @@
 //! W3b (remote throughput, 64-byte and 64 KiB payloads), W5 (remote spawn), W5b (shipping,
 //! loading and first spawn of never-seen modules), W6 (connection setup, wrong-cookie
 //! rejection) and W7 (calls with `rpc::multicall`); plus the loopback floor (64-byte UDP and
-//! TCP round trips).
+//! TCP round trips) and W4a's wasmtime floor (its child instantiated, called and dropped on
+//! the node's engine, without Spore).
 //!
 //! ```sh
 //! cargo build --release -p spore-host                  # the `spore` binary, run as node B
@@ -42,7 +43,8 @@
 //!
 //! Output follows the spec: one line per workload on stdout,
 //! `<ID> spore <key>=<median> ... n=<N> reps=<R> pin=<placement> sched=<threads>
-//! range:<key>=<min>..<max> ...`, and `FLOOR udp64 ...` / `FLOOR tcp64 ...` lines; raw
+//! range:<key>=<min>..<max> ...`, and `FLOOR udp64 ...` / `FLOOR tcp64 ...` /
+//! `FLOOR wasm-spawn ...` lines; raw
 //! per-repetition values and notes go to stderr after `#`.
 //!
 //! `--compare` then runs the Erlang/OTP harness (tests/benches/erlang/run.sh) over plain TCP
@@ -142,7 +144,7 @@ usage: cargo bench --bench workloads -- [options] [workload ids]
   --reps R             measured repetitions (default 5)
   --n ID=N             N of one workload
   --pin split|same|none  CPU placement (default split: this process on CPU 0, other nodes on 1)
-  --no-floor           skip the loopback floor
+  --no-floor           skip the floors (loopback round trips; W4a's wasmtime spawn)
   --compiler cranelift|winch  the compiler of every node
   --copy-on-write      copy-on-write memory images
   --compare            then run the Erlang/OTP harness (plain TCP and TLS) and print a table
@@ -176,6 +178,10 @@ const PINNED_ENV: &str = "SPORE_BENCH_PINNED";
 const CPUS_ENV: &str = "SPORE_BENCH_CPUS";
 /// Round trips of the floor measurement (the spec's), and of a `--quick` run.
 const FLOOR_N: usize = 100_000;
+/// Spawns of the wasmtime spawn floor (W4a's), and of a `--quick` run.
+const SPAWN_FLOOR_N: usize = 100_000;
+/// Spawns of the wasmtime spawn floor in a `--quick` run.
+const QUICK_SPAWN_FLOOR_N: usize = 20_000;
 /// Round trips of the floor measurement in a `--quick` run.
 const QUICK_FLOOR_N: usize = 20_000;
 /// Untimed round trips before the floor measurement (as the C floor tool does).
@@ -591,6 +597,12 @@ fn run_spore(options: &Options) -> anyhow::Result<Vec<String>> {
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if !options.no_floor && (options.selected("W4a") || options.only.iter().any(|o| o == "floor")) {
+        let n = if options.quick { QUICK_SPAWN_FLOOR_N } else { SPAWN_FLOOR_N };
+        let line = runtime.block_on(spawn_floor(options.pin, n)).context("spawn floor")?;
+        println!("{line}");
+        lines.push(line);
+    }
     let cluster = if remote { Some(Cluster::start(spore_binary()?, options.pin)?) } else { None };
     let bench = Bench { rt: runtime, cluster };
     for workload in selected {
@@ -649,7 +661,7 @@ impl Bench {
 
 /// A smoke run of every workload, for tests/it/bench_smoke.rs: node B from `spore`,
 /// unpinned, the nodes here with small instance pools (they share the test process with other
-/// nodes), tiny N, one repetition each and no floor. The workloads check their counts; nothing
+/// nodes), tiny N, one repetition each, no loopback floor, and W4a's wasmtime floor last. The workloads check their counts; nothing
 /// about time is checked. Returns the result lines.
 #[allow(dead_code, reason = "used by tests/it/bench_smoke.rs, which includes this file")]
 pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
@@ -681,6 +693,7 @@ pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
         let values = (workload.run)(&bench, n).with_context(|| format!("{id} smoke run"))?;
         lines.push(result_line(workload, n, 1, Pin::None.name(), sched, &[values]));
     }
+    lines.push(bench.rt.block_on(spawn_floor(Pin::None, 10)).context("spawn floor smoke run")?);
     Ok(lines)
 }
 
@@ -1726,6 +1739,51 @@ fn floor(pin: Pin, n: usize) -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
+/// W4a's wasmtime floor: `n` times (after [`FLOOR_WARM_UP`] untimed), a store of a fresh
+/// node's engine, W4a's child (the lean bench guest) instantiated in it, its `nop` entry
+/// called and the store dropped. That is what a W4a spawn costs in wasmtime alone, on the
+/// node's own engine settings, without any of Spore's work (no spawn call, process entry,
+/// task or end of process; the guest's imports trap, and `nop` calls none). Returns the
+/// `FLOOR wasm-spawn` line.
+async fn spawn_floor(pin: Pin, n: usize) -> anyhow::Result<String> {
+    use wasmtime::component::{Component, Linker};
+    let config = NodeConfig {
+        name: "floor@localhost".to_owned(),
+        max_processes: max_processes(1),
+        cache_dir: CacheDir::Path(spore_tests::cache_dir()),
+        compiler: compiler(),
+        copy_on_write: copy_on_write(),
+        ..NodeConfig::default()
+    };
+    let node = start_node(config)?;
+    let engine = node.engine();
+    let component = Component::from_file(engine, guests::LEAN_BENCH)
+        .map_err(|e| anyhow::anyhow!("compiling the lean bench guest: {e:#}"))?;
+    let mut linker = Linker::<()>::new(engine);
+    linker.define_unknown_imports_as_traps(&component)?;
+    let pre = linker.instantiate_pre(&component)?;
+    // W4a's child gets `()` as its argument: CBOR null.
+    let args: &[u8] = &[0xf6];
+    let mut samples = Vec::with_capacity(n);
+    let mut started = Instant::now();
+    for i in 0..FLOOR_WARM_UP + n {
+        if i == FLOOR_WARM_UP {
+            started = Instant::now();
+        }
+        let t = Instant::now();
+        let mut store = wasmtime::Store::new(engine, ());
+        store.epoch_deadline_async_yield_and_update(1);
+        let instance = pre.instantiate_async(&mut store).await?;
+        let start = instance.get_typed_func::<(&str, &[u8]), ()>(&mut store, "start")?;
+        start.call_async(&mut store, ("nop", args)).await?;
+        drop(store);
+        if i >= FLOOR_WARM_UP {
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    Ok(floor_result("wasm-spawn", "spawns_per_s", &mut samples, started.elapsed().as_secs_f64(), pin))
+}
+
 /// Times `n` calls of `round_trip` (after [`FLOOR_WARM_UP`] untimed ones) and makes the
 /// `FLOOR <what>` line.
 fn floor_line(
@@ -1744,14 +1802,20 @@ fn floor_line(
         round_trip()?;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    let total = started.elapsed().as_secs_f64();
-    let (p50, p99, _) = latency_stats(&mut samples);
-    Ok(format!(
-        "FLOOR {what} p50_us={} p99_us={} mean_us={} rtt_per_s={} n={n} pin={}",
+    Ok(floor_result(what, "rtt_per_s", &mut samples, started.elapsed().as_secs_f64(), pin))
+}
+
+/// The `FLOOR <what>` line of timed `samples` (µs each) that took `total` seconds in all,
+/// with the rate under `rate_key`.
+fn floor_result(what: &str, rate_key: &str, samples: &mut [f64], total: f64, pin: Pin) -> String {
+    let n = samples.len();
+    let (p50, p99, _) = latency_stats(samples);
+    format!(
+        "FLOOR {what} p50_us={} p99_us={} mean_us={} {rate_key}={} n={n} pin={}",
         fmt(p50),
         fmt(p99),
         fmt(total * 1e6 / n as f64),
         fmt(n as f64 / total),
         pin.name()
-    ))
+    )
 }

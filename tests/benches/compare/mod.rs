@@ -370,17 +370,25 @@ pub fn table(lines: &[String], failures: &[String], ids: &[&str], pin: &str, qui
     out
 }
 
-/// The line giving the floor measured in the run (UDP and TCP p50), if it was.
+/// The lines giving the floors measured in the run (UDP and TCP p50; W4a's wasmtime spawn),
+/// if they were.
 fn floor_note(measured: &[Measured], pin: &str) -> String {
-    let p50 = |what: &str| {
-        measured.iter().find(|m| m.id == "FLOOR" && m.implementation == what).and_then(|m| m.get("p50_us"))
+    let value = |what: &str, key: &str| {
+        measured.iter().find(|m| m.id == "FLOOR" && m.implementation == what).and_then(|m| m.get(key))
     };
-    match (p50("udp64"), p50("tcp64")) {
+    let mut note = match (value("udp64", "p50_us"), value("tcp64", "p50_us")) {
         (Some(udp), Some(tcp)) => {
             format!(
                 "Floor (this run, pin={pin}): 64-byte loopback round trip p50 udp64 {udp} µs, tcp64 {tcp} µs.\n"
             )
         }
-        _ => "Floor: not measured in this run (--no-floor, or no remote workload).\n".into(),
+        _ => "Loopback floor: not measured in this run (--no-floor, or no remote workload).\n".into(),
+    };
+    if let (Some(mean), Some(rate)) = (value("wasm-spawn", "mean_us"), value("wasm-spawn", "spawns_per_s")) {
+        note.push_str(&format!(
+            "W4a's wasmtime floor (this run): {mean} µs per instantiation, call and drop of its child \
+             without Spore, {rate} spawns/s.\n"
+        ));
     }
+    note
 }
