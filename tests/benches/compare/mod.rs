@@ -9,7 +9,8 @@
 //! same number of repetitions, a free private epmd port each, and the spec's N (`--n` is for
 //! Spore only) unless `--quick` asks for small ones. Their result lines go to stdout as they
 //! are and their stderr to stderr. At the end, a markdown table compares every metric that
-//! both sides report.
+//! both sides report, and a note names what looks disturbed (repetitions far apart, a UDP
+//! floor slower than the TCP one).
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
@@ -350,6 +351,7 @@ pub fn table(lines: &[String], failures: &[String], ids: &[&str], pin: &str, qui
     }
     out.push('\n');
     out.push_str(&floor_note(&measured, pin));
+    out.push_str(&steadiness_note(lines, &measured));
     out.push_str(
         "\n¹ spore / erlang: below 1 is better for Spore for `_us` and byte metrics, above 1 for \
          rates (`_per_s`). Each side ran with its own N (`n=` on its result line), Erlang after \
@@ -368,6 +370,60 @@ pub fn table(lines: &[String], failures: &[String], ids: &[&str], pin: &str, qui
         out.push_str(&format!("Incomplete: {failure}; its missing cells show –.\n"));
     }
     out
+}
+
+/// A repetition's headline metric (the first of its line) this many times another's marks
+/// the line as unsteady. On a quiet VM repetitions stay within about 1.2x of each other;
+/// in a disturbed hour some workloads' spread 2-3x while others did not move.
+const UNSTEADY_SPREAD: f64 = 1.5;
+
+/// Workloads whose headline metric is one sample per repetition (W6's first connect), which
+/// varies by nature: their spread says nothing about the run.
+const ONE_SAMPLE_PER_REP: &[&str] = &["W6"];
+
+/// The note naming what looks disturbed in the run: result lines whose repetitions' headline
+/// metric spread over [`UNSTEADY_SPREAD`], and a UDP floor slower than the TCP one (on this
+/// kind of VM, the sign of an hour when both sides' figures move); empty when none.
+fn steadiness_note(lines: &[String], measured: &[Measured]) -> String {
+    let mut unsteady = Vec::new();
+    for line in lines {
+        let mut fields = line.split_whitespace();
+        let (Some(id), Some(implementation)) = (fields.next(), fields.next()) else { continue };
+        if id == "FLOOR" || ONE_SAMPLE_PER_REP.contains(&id) {
+            continue;
+        }
+        let Some(key) = Measured::parse(line).and_then(|m| m.values.first().map(|(k, _)| *k)) else {
+            continue;
+        };
+        let range = fields.find_map(|f| f.strip_prefix("range:")?.strip_prefix(key)?.strip_prefix('='));
+        let Some((min, max)) = range.and_then(|r| r.split_once("..")) else { continue };
+        if let (Ok(lo), Ok(hi)) = (min.parse::<f64>(), max.parse::<f64>())
+            && lo > 0.0
+            && hi / lo > UNSTEADY_SPREAD
+        {
+            unsteady.push(format!("{id} {implementation} {key} {min}..{max} ({:.1}x)", hi / lo));
+        }
+    }
+    let p50 = |what: &str| {
+        let text = measured.iter().find(|m| m.id == "FLOOR" && m.implementation == what)?.get("p50_us")?;
+        Some((text, text.parse::<f64>().ok()?))
+    };
+    let mut note = String::new();
+    if let (Some((udp, udp_us)), Some((tcp, tcp_us))) = (p50("udp64"), p50("tcp64"))
+        && udp_us > tcp_us
+    {
+        note.push_str(&format!(
+            "The UDP floor was slower than the TCP one ({udp} against {tcp} µs): the VM was likely \
+             disturbed.\n"
+        ));
+    }
+    if !unsteady.is_empty() {
+        note.push_str(&format!(
+            "Unsteady (repetitions more than {UNSTEADY_SPREAD}x apart; quote with care): {}.\n",
+            unsteady.join(", ")
+        ));
+    }
+    note
 }
 
 /// The lines giving the floors measured in the run (UDP and TCP p50; W4a's wasmtime spawn),
@@ -391,4 +447,37 @@ fn floor_note(measured: &[Measured], pin: &str) -> String {
         ));
     }
     note
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_table_names_unsteady_lines_and_a_floor_upside_down() {
+        let lines: Vec<String> = [
+            "FLOOR udp64 p50_us=21.6 p99_us=39.0 mean_us=22.7 rtt_per_s=43957 n=100000 pin=split",
+            "FLOOR tcp64 p50_us=16.0 p99_us=38.1 mean_us=20.0 rtt_per_s=49936 n=100000 pin=split",
+            "W3 spore msgs_per_s=298621 mb_per_s=19.1 n=1000000 reps=5 pin=split sched=1 \
+             range:msgs_per_s=172644..310993 range:mb_per_s=11.0..19.9",
+            "W4a spore spawns_per_s=50044 mean_us=20.0 n=100000 reps=5 pin=split sched=1 \
+             range:spawns_per_s=48260..53020 range:mean_us=18.9..20.7",
+            "W6 spore connect_us=1929 rejected=true n=20 reps=5 pin=split sched=1 \
+             range:connect_us=1548..4465 range:rejected=true..true",
+            "W3 erlang msgs_per_s=390147 mb_per_s=25.0 n=1000000 reps=5 pin=split sched=1 \
+             range:msgs_per_s=364921..418751 range:mb_per_s=23.4..26.8",
+        ]
+        .map(String::from)
+        .to_vec();
+        let table = super::table(&lines, &[], &["W3", "W4a", "W6"], "split", false);
+        assert!(
+            table.contains("The UDP floor was slower than the TCP one (21.6 against 16.0 µs)"),
+            "{table}"
+        );
+        assert!(table.contains("Unsteady (repetitions more than 1.5x apart; quote with care): W3 spore msgs_per_s 172644..310993 (1.8x).\n"), "{table}");
+        // Steady lines, and W6's one connect per repetition, are not named.
+        let steady = table.lines().find(|l| l.starts_with("Unsteady")).unwrap_or_default();
+        assert!(!steady.contains("W4a") && !steady.contains("W6") && !steady.contains("erlang"), "{table}");
+        let quiet: Vec<String> = lines[3..].to_vec();
+        let table = super::table(&quiet, &[], &["W4a", "W6", "W3"], "split", false);
+        assert!(!table.contains("Unsteady") && !table.contains("UDP floor was slower"), "{table}");
+    }
 }
