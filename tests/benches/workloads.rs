@@ -44,8 +44,7 @@
 //! Output follows the spec: one line per workload on stdout,
 //! `<ID> spore <key>=<median> ... n=<N> reps=<R> pin=<placement> sched=<threads>
 //! range:<key>=<min>..<max> ...`, and `FLOOR udp64 ...` / `FLOOR tcp64 ...` /
-//! `FLOOR wasm-spawn ...` lines; raw
-//! per-repetition values and notes go to stderr after `#`.
+//! `FLOOR wasm-spawn ...` lines; raw per-repetition values and notes go to stderr after `#`.
 //!
 //! `--compare` then runs the Erlang/OTP harness (tests/benches/erlang/run.sh) over plain TCP
 //! and over TLS with the same placement and selection (plus W7b, which only Erlang runs),
@@ -661,8 +660,8 @@ impl Bench {
 
 /// A smoke run of every workload, for tests/it/bench_smoke.rs: node B from `spore`,
 /// unpinned, the nodes here with small instance pools (they share the test process with other
-/// nodes), tiny N, one repetition each, no loopback floor, and W4a's wasmtime floor last. The workloads check their counts; nothing
-/// about time is checked. Returns the result lines.
+/// nodes), tiny N, one repetition each, no loopback floor, and W4a's wasmtime floor last. The
+/// workloads check their counts; nothing about time is checked. Returns the result lines.
 #[allow(dead_code, reason = "used by tests/it/bench_smoke.rs, which includes this file")]
 pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

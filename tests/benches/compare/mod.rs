@@ -472,7 +472,9 @@ mod tests {
             table.contains("The UDP floor was slower than the TCP one (21.6 against 16.0 µs)"),
             "{table}"
         );
-        assert!(table.contains("Unsteady (repetitions more than 1.5x apart; quote with care): W3 spore msgs_per_s 172644..310993 (1.8x).\n"), "{table}");
+        let expected = "Unsteady (repetitions more than 1.5x apart; quote with care): \
+                        W3 spore msgs_per_s 172644..310993 (1.8x).\n";
+        assert!(table.contains(expected), "{table}");
         // Steady lines, and W6's one connect per repetition, are not named.
         let steady = table.lines().find(|l| l.starts_with("Unsteady")).unwrap_or_default();
         assert!(!steady.contains("W4a") && !steady.contains("W6") && !steady.contains("erlang"), "{table}");
