@@ -177,7 +177,7 @@ const PINNED_ENV: &str = "SPORE_BENCH_PINNED";
 const CPUS_ENV: &str = "SPORE_BENCH_CPUS";
 /// Round trips of the floor measurement (the spec's), and of a `--quick` run.
 const FLOOR_N: usize = 100_000;
-/// Spawns of the wasmtime spawn floor (W4a's), and of a `--quick` run.
+/// Spawns of the wasmtime spawn floor (W4a's).
 const SPAWN_FLOOR_N: usize = 100_000;
 /// Spawns of the wasmtime spawn floor in a `--quick` run.
 const QUICK_SPAWN_FLOOR_N: usize = 20_000;

@@ -258,6 +258,8 @@ struct Measured<'a> {
     implementation: &'a str,
     /// The `key=value` pairs before `n=`, in order.
     values: Vec<(&'a str, &'a str)>,
+    /// The `range:key=min..max` fields: each key with its repetitions' min and max.
+    ranges: Vec<(&'a str, &'a str, &'a str)>,
 }
 
 impl<'a> Measured<'a> {
@@ -267,14 +269,31 @@ impl<'a> Measured<'a> {
         let id = fields.next().filter(|id| !id.starts_with('#'))?;
         let implementation = fields.next()?;
         let values: Vec<(&str, &str)> =
-            fields.take_while(|f| !f.starts_with("n=")).filter_map(|f| f.split_once('=')).collect();
-        (!values.is_empty()).then_some(Self { id, implementation, values })
+            fields.by_ref().take_while(|f| !f.starts_with("n=")).filter_map(|f| f.split_once('=')).collect();
+        let ranges = fields
+            .filter_map(|f| {
+                let (key, range) = f.strip_prefix("range:")?.split_once('=')?;
+                let (min, max) = range.split_once("..")?;
+                Some((key, min, max))
+            })
+            .collect();
+        (!values.is_empty()).then_some(Self { id, implementation, values, ranges })
     }
 
     /// The value of `key`.
     fn get(&self, key: &str) -> Option<&'a str> {
         self.values.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
+
+    /// The min and max of `key` over the repetitions.
+    fn range(&self, key: &str) -> Option<(&'a str, &'a str)> {
+        self.ranges.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| (*min, *max))
+    }
+}
+
+/// The floor line `what` (`udp64`, `tcp64`, `wasm-spawn`), if the run measured it.
+fn floor<'m, 'a>(measured: &'m [Measured<'a>], what: &str) -> Option<&'m Measured<'a>> {
+    measured.iter().find(|m| m.id == "FLOOR" && m.implementation == what)
 }
 
 /// The Erlang metric that Spore's `key` of workload `id` compares with.
@@ -351,7 +370,7 @@ pub fn table(lines: &[String], failures: &[String], ids: &[&str], pin: &str, qui
     }
     out.push('\n');
     out.push_str(&floor_note(&measured, pin));
-    out.push_str(&steadiness_note(lines, &measured));
+    out.push_str(&steadiness_note(&measured));
     out.push_str(
         "\n¹ spore / erlang: below 1 is better for Spore for `_us` and byte metrics, above 1 for \
          rates (`_per_s`). Each side ran with its own N (`n=` on its result line), Erlang after \
@@ -384,28 +403,20 @@ const ONE_SAMPLE_PER_REP: &[&str] = &["W6"];
 /// The note naming what looks disturbed in the run: result lines whose repetitions' headline
 /// metric spread over [`UNSTEADY_SPREAD`], and a UDP floor slower than the TCP one (on this
 /// kind of VM, the sign of an hour when both sides' figures move); empty when none.
-fn steadiness_note(lines: &[String], measured: &[Measured]) -> String {
+fn steadiness_note(measured: &[Measured]) -> String {
     let mut unsteady = Vec::new();
-    for line in lines {
-        let mut fields = line.split_whitespace();
-        let (Some(id), Some(implementation)) = (fields.next(), fields.next()) else { continue };
-        if id == "FLOOR" || ONE_SAMPLE_PER_REP.contains(&id) {
-            continue;
-        }
-        let Some(key) = Measured::parse(line).and_then(|m| m.values.first().map(|(k, _)| *k)) else {
-            continue;
-        };
-        let range = fields.find_map(|f| f.strip_prefix("range:")?.strip_prefix(key)?.strip_prefix('='));
-        let Some((min, max)) = range.and_then(|r| r.split_once("..")) else { continue };
+    for m in measured.iter().filter(|m| m.id != "FLOOR" && !ONE_SAMPLE_PER_REP.contains(&m.id)) {
+        let Some(&(key, _)) = m.values.first() else { continue };
+        let Some((min, max)) = m.range(key) else { continue };
         if let (Ok(lo), Ok(hi)) = (min.parse::<f64>(), max.parse::<f64>())
             && lo > 0.0
             && hi / lo > UNSTEADY_SPREAD
         {
-            unsteady.push(format!("{id} {implementation} {key} {min}..{max} ({:.1}x)", hi / lo));
+            unsteady.push(format!("{} {} {key} {min}..{max} ({:.1}x)", m.id, m.implementation, hi / lo));
         }
     }
     let p50 = |what: &str| {
-        let text = measured.iter().find(|m| m.id == "FLOOR" && m.implementation == what)?.get("p50_us")?;
+        let text = floor(measured, what)?.get("p50_us")?;
         Some((text, text.parse::<f64>().ok()?))
     };
     let mut note = String::new();
@@ -429,9 +440,7 @@ fn steadiness_note(lines: &[String], measured: &[Measured]) -> String {
 /// The lines giving the floors measured in the run (UDP and TCP p50; W4a's wasmtime spawn),
 /// if they were.
 fn floor_note(measured: &[Measured], pin: &str) -> String {
-    let value = |what: &str, key: &str| {
-        measured.iter().find(|m| m.id == "FLOOR" && m.implementation == what).and_then(|m| m.get(key))
-    };
+    let value = |what: &str, key: &str| floor(measured, what)?.get(key);
     let mut note = match (value("udp64", "p50_us"), value("tcp64", "p50_us")) {
         (Some(udp), Some(tcp)) => {
             format!(
