@@ -51,6 +51,7 @@
 //! never at the same time as Spore, and prints a table of ratios: see [`compare`].
 
 mod compare;
+mod quic_floor;
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -692,8 +693,28 @@ pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
         let values = (workload.run)(&bench, n).with_context(|| format!("{id} smoke run"))?;
         lines.push(result_line(workload, n, 1, Pin::None.name(), sched, &[values]));
     }
+    lines.extend(quic_floor_in_process(10).context("QUIC floor smoke run")?);
     lines.push(bench.rt.block_on(spawn_floor(Pin::None, 10)).context("spawn floor smoke run")?);
     Ok(lines)
+}
+
+/// The QUIC floor's lines with its echo side on a thread of this process, for the smoke run
+/// (whose binary is not the bench's, so it cannot start itself as the echo process).
+fn quic_floor_in_process(n: usize) -> anyhow::Result<Vec<String>> {
+    let echo_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let echo = {
+        let _entered = echo_runtime.enter();
+        quic_floor::Echo::bind()?
+    };
+    let port = echo.port();
+    let echo = std::thread::spawn(move || echo_runtime.block_on(echo.serve()));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let timed = runtime.block_on(quic_floor::round_trips(port, n, 0));
+    echo.join().map_err(|_| anyhow::anyhow!("the echo thread panicked"))??;
+    Ok(timed?
+        .into_iter()
+        .map(|mut t| floor_result(t.what, "rtt_per_s", &mut t.samples, t.total, Pin::None))
+        .collect())
 }
 
 /// The spec's result line for `samples` (one row of values per repetition).
@@ -1677,13 +1698,18 @@ async fn w6(cluster: &Cluster, m: u64) -> anyhow::Result<Vec<f64>> {
     ])
 }
 
-/// The floor's echo side (this binary run with `--floor-echo`): prints its UDP and TCP
-/// ports, echoes UDP datagrams until a 1-byte one, then echoes one TCP connection until it
-/// closes.
+/// The floor's echo side (this binary run with `--floor-echo`): prints its UDP, TCP and QUIC
+/// ports, echoes UDP datagrams until a 1-byte one, then one TCP connection until it closes,
+/// then the QUIC floor's connection ([`quic_floor::Echo::serve`]).
 fn floor_echo() -> anyhow::Result<()> {
     let udp = UdpSocket::bind("127.0.0.1:0")?;
     let tcp = TcpListener::bind("127.0.0.1:0")?;
-    println!("{} {}", udp.local_addr()?.port(), tcp.local_addr()?.port());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let quic = {
+        let _entered = runtime.enter();
+        quic_floor::Echo::bind()?
+    };
+    println!("{} {} {}", udp.local_addr()?.port(), tcp.local_addr()?.port(), quic.port());
     std::io::stdout().flush()?;
     let mut buf = [0u8; 64];
     loop {
@@ -1698,11 +1724,12 @@ fn floor_echo() -> anyhow::Result<()> {
     while stream.read_exact(&mut buf).is_ok() {
         stream.write_all(&buf)?;
     }
-    Ok(())
+    runtime.block_on(quic.serve())
 }
 
 /// The loopback floor: `n` timed 64-byte round trips over UDP and over TCP (NODELAY) with
-/// an echo process placed as node B, as the spec's C tool does. Returns the `FLOOR` lines.
+/// an echo process placed as node B, as the spec's C tool does, then over QUIC between two of
+/// Spore's transports ([`quic_floor`]). Returns the `FLOOR` lines.
 fn floor(pin: Pin, n: usize) -> anyhow::Result<Vec<String>> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let mut cmd = pin.command_for_other(&exe);
@@ -1711,7 +1738,7 @@ fn floor(pin: Pin, n: usize) -> anyhow::Result<Vec<String>> {
     let mut first = String::new();
     BufReader::new(echo.0.stdout.take().context("echo stdout")?).read_line(&mut first)?;
     let ports: Vec<u16> = first.split_whitespace().filter_map(|p| p.parse().ok()).collect();
-    let [udp_port, tcp_port] = ports[..] else { bail!("the echo process said {first:?}") };
+    let [udp_port, tcp_port, quic_port] = ports[..] else { bail!("the echo process said {first:?}") };
     let mut buf = [7u8; 64];
     let mut lines = Vec::new();
 
@@ -1733,6 +1760,13 @@ fn floor(pin: Pin, n: usize) -> anyhow::Result<Vec<String>> {
     };
     lines.push(floor_line("tcp64", n, pin, &mut tcp_round_trip)?);
     drop(tcp);
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let quic =
+        runtime.block_on(quic_floor::round_trips(quic_port, n, FLOOR_WARM_UP)).context("QUIC floor")?;
+    for mut timed in quic {
+        lines.push(floor_result(timed.what, "rtt_per_s", &mut timed.samples, timed.total, pin));
+    }
     let status = echo.0.wait()?;
     ensure!(status.success(), "the echo process ended with {status}");
     Ok(lines)

@@ -254,7 +254,7 @@ fn on_path(program: &str) -> bool {
 struct Measured<'a> {
     /// The workload id (`FLOOR` for a floor line).
     id: &'a str,
-    /// `spore`, `erlang`, `erlang-tls` (for a floor line: `udp64` or `tcp64`).
+    /// `spore`, `erlang`, `erlang-tls` (for a floor line: `udp64`, `tcp64`, `quic64`, ...).
     implementation: &'a str,
     /// The `key=value` pairs before `n=`, in order.
     values: Vec<(&'a str, &'a str)>,
@@ -291,7 +291,8 @@ impl<'a> Measured<'a> {
     }
 }
 
-/// The floor line `what` (`udp64`, `tcp64`, `wasm-spawn`), if the run measured it.
+/// The floor line `what` (`udp64`, `tcp64`, `quic64`, `quic64-spin`, `wasm-spawn`), if the
+/// run measured it.
 fn floor<'m, 'a>(measured: &'m [Measured<'a>], what: &str) -> Option<&'m Measured<'a>> {
     measured.iter().find(|m| m.id == "FLOOR" && m.implementation == what)
 }
@@ -449,6 +450,13 @@ fn floor_note(measured: &[Measured], pin: &str) -> String {
         }
         _ => "Loopback floor: not measured in this run (--no-floor, or no remote workload).\n".into(),
     };
+    if let (Some(asleep), Some(spinning)) = (value("quic64", "p50_us"), value("quic64-spin", "p50_us")) {
+        note.push_str(&format!(
+            "QUIC floor (this run): the same round trip on a stream between two of Spore's transports, \
+             with nothing of Spore above them, p50 quic64 {asleep} µs waiting asleep, quic64-spin \
+             {spinning} µs spinning as nodes do (W2's comparison).\n"
+        ));
+    }
     if let (Some(mean), Some(rate)) = (value("wasm-spawn", "mean_us"), value("wasm-spawn", "spawns_per_s")) {
         note.push_str(&format!(
             "W4a's wasmtime floor (this run): {mean} µs per instantiation, call and drop of its child \
@@ -461,7 +469,7 @@ fn floor_note(measured: &[Measured], pin: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_table_names_unsteady_lines_and_a_floor_upside_down() {
+    fn the_table_notes_the_floors_and_unsteady_lines() {
         let lines: Vec<String> = [
             "FLOOR udp64 p50_us=21.6 p99_us=39.0 mean_us=22.7 rtt_per_s=43957 n=100000 pin=split",
             "FLOOR tcp64 p50_us=16.0 p99_us=38.1 mean_us=20.0 rtt_per_s=49936 n=100000 pin=split",
@@ -473,6 +481,8 @@ mod tests {
              range:connect_us=1548..4465 range:rejected=true..true",
             "W3 erlang msgs_per_s=390147 mb_per_s=25.0 n=1000000 reps=5 pin=split sched=1 \
              range:msgs_per_s=364921..418751 range:mb_per_s=23.4..26.8",
+            "FLOOR quic64 p50_us=62.0 p99_us=98.1 mean_us=64.1 rtt_per_s=15613 n=100000 pin=split",
+            "FLOOR quic64-spin p50_us=29.4 p99_us=60.3 mean_us=31.6 rtt_per_s=31672 n=100000 pin=split",
         ]
         .map(String::from)
         .to_vec();
@@ -481,6 +491,7 @@ mod tests {
             table.contains("The UDP floor was slower than the TCP one (21.6 against 16.0 µs)"),
             "{table}"
         );
+        assert!(table.contains("p50 quic64 62.0 µs waiting asleep, quic64-spin 29.4 µs spinning"), "{table}");
         let expected = "Unsteady (repetitions more than 1.5x apart; quote with care): \
                         W3 spore msgs_per_s 172644..310993 (1.8x).\n";
         assert!(table.contains(expected), "{table}");
