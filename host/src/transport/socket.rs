@@ -14,10 +14,10 @@
 //! event each time a datagram it sent left its send buffer (on loopback, when the peer read
 //! it), for nothing: it woke a sleeping worker, or ended a spinning one's spin (which watches
 //! the runtime's epoll instance), once per datagram sent. Without it, an echo over QUIC made 2
-//! `epoll_wait` per round trip instead of 2.85, and W5 spawned 5-26% more per second (6 of 6
-//! interleaved pairs; W2, W3 and W7 within noise). Writing waits for room only after a send
-//! found none (rare: the buffer is large), through a registration for writing made then, on
-//! a duplicate of the descriptor, and dropped once there is room.
+//! `epoll_wait` per round trip instead of 2.85, and W5 spawned more per second in 9 of 11
+//! interleaved pairs (5-26% more in the first six; W2, W3 and W7 within noise). Writing waits
+//! for room only after a send found none (rare: the buffer is large), through a registration
+//! for writing made then, on a duplicate of the descriptor, and dropped once there is room.
 //!
 //! Everything else (timers, tasks, sending, GSO and GRO) is quinn's and `quinn-udp`'s.
 
