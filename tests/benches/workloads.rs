@@ -4,7 +4,8 @@
 //! W3b (remote throughput, 64-byte and 64 KiB payloads), W5 (remote spawn), W5b (shipping,
 //! loading and first spawn of never-seen modules), W6 (connection setup, wrong-cookie
 //! rejection) and W7 (calls with `rpc::multicall`); plus the loopback floor (64-byte UDP and
-//! TCP round trips) and W4a's wasmtime floor (its child instantiated, called and dropped on
+//! TCP round trips), W2's QUIC floor (the same round trips between two of Spore's transports,
+//! [`quic_floor`]) and W4a's wasmtime floor (its child instantiated, called and dropped on
 //! the node's engine, without Spore).
 //!
 //! ```sh
@@ -43,8 +44,9 @@
 //!
 //! Output follows the spec: one line per workload on stdout,
 //! `<ID> spore <key>=<median> ... n=<N> reps=<R> pin=<placement> sched=<threads>
-//! range:<key>=<min>..<max> ...`, and `FLOOR udp64 ...` / `FLOOR tcp64 ...` /
-//! `FLOOR wasm-spawn ...` lines; raw per-repetition values and notes go to stderr after `#`.
+//! range:<key>=<min>..<max> ...`, and `FLOOR udp64 ...` / `FLOOR tcp64 ...` / `FLOOR quic64
+//! ...` / `FLOOR quic64-spin ...` / `FLOOR wasm-spawn ...` lines; raw per-repetition values
+//! and notes go to stderr after `#`.
 //!
 //! `--compare` then runs the Erlang/OTP harness (tests/benches/erlang/run.sh) over plain TCP
 //! and over TLS with the same placement and selection (plus W7b, which only Erlang runs),
@@ -144,7 +146,7 @@ usage: cargo bench --bench workloads -- [options] [workload ids]
   --reps R             measured repetitions (default 5)
   --n ID=N             N of one workload
   --pin split|same|none  CPU placement (default split: this process on CPU 0, other nodes on 1)
-  --no-floor           skip the floors (loopback round trips; W4a's wasmtime spawn)
+  --no-floor           skip the floors (loopback and QUIC round trips; W4a's wasmtime spawn)
   --compiler cranelift|winch  the compiler of every node
   --copy-on-write      copy-on-write memory images
   --compare            then run the Erlang/OTP harness (plain TCP and TLS) and print a table
