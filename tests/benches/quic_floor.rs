@@ -59,8 +59,10 @@ impl Drop for Spin {
 pub struct Echo(Transport);
 
 impl Echo {
-    /// Binds the echo side's transport (inside a tokio runtime).
-    pub fn bind() -> anyhow::Result<Self> {
+    /// Binds the echo side's transport, its socket registered with `runtime` (the one that
+    /// will run [`Echo::serve`]).
+    pub fn bind(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Self> {
+        let _entered = runtime.enter();
         transport(ECHO).map(Self)
     }
 

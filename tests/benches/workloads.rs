@@ -704,16 +704,14 @@ pub fn smoke(spore: PathBuf) -> anyhow::Result<Vec<String>> {
 /// (whose binary is not the bench's, so it cannot start itself as the echo process).
 fn quic_floor_in_process(n: usize) -> anyhow::Result<Vec<String>> {
     let echo_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let echo = {
-        let _entered = echo_runtime.enter();
-        quic_floor::Echo::bind()?
-    };
+    let echo = quic_floor::Echo::bind(&echo_runtime)?;
     let port = echo.port();
     let echo = std::thread::spawn(move || echo_runtime.block_on(echo.serve()));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let timed = runtime.block_on(quic_floor::round_trips(port, n, 0));
+    // A dialer that failed leaves the echo side waiting for its connection: not joined then.
+    let timed = runtime.block_on(quic_floor::round_trips(port, n, 0))?;
     echo.join().map_err(|_| anyhow::anyhow!("the echo thread panicked"))??;
-    Ok(timed?
+    Ok(timed
         .into_iter()
         .map(|mut t| floor_result(t.what, "rtt_per_s", &mut t.samples, t.total, Pin::None))
         .collect())
@@ -1707,10 +1705,7 @@ fn floor_echo() -> anyhow::Result<()> {
     let udp = UdpSocket::bind("127.0.0.1:0")?;
     let tcp = TcpListener::bind("127.0.0.1:0")?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let quic = {
-        let _entered = runtime.enter();
-        quic_floor::Echo::bind()?
-    };
+    let quic = quic_floor::Echo::bind(&runtime)?;
     println!("{} {} {}", udp.local_addr()?.port(), tcp.local_addr()?.port(), quic.port());
     std::io::stdout().flush()?;
     let mut buf = [0u8; 64];

@@ -438,8 +438,8 @@ fn steadiness_note(measured: &[Measured]) -> String {
     note
 }
 
-/// The lines giving the floors measured in the run (UDP and TCP p50; W4a's wasmtime spawn),
-/// if they were.
+/// The lines giving the floors measured in the run (UDP and TCP p50; QUIC p50 asleep and
+/// spinning; W4a's wasmtime spawn), if they were.
 fn floor_note(measured: &[Measured], pin: &str) -> String {
     let value = |what: &str, key: &str| floor(measured, what)?.get(key);
     let mut note = match (value("udp64", "p50_us"), value("tcp64", "p50_us")) {
