@@ -36,7 +36,8 @@
 //! - Messages: [`send`], [`send_named`], [`receive`], [`receive_timeout`], [`Select`] for
 //!   selective receive with several arms and a timeout; [`send_receive`] and
 //!   [`send_receive_any`] send and receive in one host call (a request and its reply, a
-//!   server's reply and its next request).
+//!   server's reply and its next request); [`receive_any`] takes what waits in one host
+//!   call and hands it out one entry at a time.
 //! - Failures: [`link`], [`monitor`], [`trap_exit`], [`Signal`], [`ExitReason`].
 //! - Names: [`register`], [`whereis`]. Time: [`sleep`], [`send_after`].
 //! - Calls: [`rpc::call`], [`rpc::multicall`], [`rpc::cast`] run an entry on a node and

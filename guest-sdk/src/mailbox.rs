@@ -279,6 +279,10 @@ pub fn receive_signal(timeout: Option<Duration>) -> Option<Signal> {
 }
 
 /// Waits for the oldest entry of any kind.
+///
+/// When the save queue is empty it takes, in one host call, up to 64 entries that wait (the first one returned, the rest saved in order for the next receives): a
+/// process that receives everything in turn pays one host call per batch instead of one
+/// per entry.
 pub fn receive_any(timeout: Option<Duration>) -> Option<Received> {
     // Not a `Select`: its arm would clone the entry, payload and all, and box two closures.
     if let Some(entry) = SAVED.with(|s| s.borrow_mut().pop_front()) {
@@ -286,13 +290,20 @@ pub fn receive_any(timeout: Option<Duration>) -> Option<Received> {
     }
     let deadline = timeout.map(crate::timer::Deadline::after);
     loop {
-        match wit::receive(&[], deadline.as_ref().map(|d| d.remaining_ms())) {
-            Some(raw) => return Some(Received::from_wit(raw)),
-            None if deadline.as_ref().is_some_and(|d| d.remaining_ms() > 0) => continue,
-            None => return None,
+        let mut batch =
+            wit::receive_many(RECEIVE_MANY, deadline.as_ref().map(|d| d.remaining_ms())).into_iter();
+        if let Some(first) = batch.next() {
+            SAVED.with(|s| s.borrow_mut().extend(batch.map(Received::from_wit)));
+            return Some(Received::from_wit(first));
+        }
+        if deadline.as_ref().is_none_or(|d| d.remaining_ms() == 0) {
+            return None;
         }
     }
 }
+
+/// Most entries [`receive_any`] takes from the host in one call.
+const RECEIVE_MANY: u32 = 64;
 
 /// Waits for a message with `tag` that decodes as `T`, letting the host skip everything
 /// else (cheap even with a long mailbox: replies to a request use a fresh reference as tag).

@@ -23,6 +23,7 @@ wasmtime::component::bindgen!({
     world: "guest",
     imports: {
         "spore:process/mailbox.receive": async | trappable,
+        "spore:process/mailbox.receive-many": async | trappable,
         "spore:process/mailbox.send": async | trappable,
         "spore:process/mailbox.send-named": async | trappable,
         "spore:process/mailbox.send-receive": async | trappable,
@@ -47,5 +48,6 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ProcState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Guest::add_to_linker::<_, HasSelf<ProcState>>(&mut linker, |s| s)?;
+    mailbox::define_receives(&mut linker)?;
     Ok(linker)
 }

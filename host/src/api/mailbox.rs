@@ -1,11 +1,20 @@
 //! `spore:process/mailbox`: send, send-named, receive, pending.
+//!
+//! `receive`, `receive-many` and `send-receive` are defined in the linker by hand
+//! ([`define_receives`]), over
+//! the ones bindgen generates: bindgen types a `list<u8>` as `Vec<u8>`, so each received
+//! payload would be copied out of the buffer it arrived in (a frame read from another
+//! node) into a `Vec` of its own before being lowered into the guest. Here the payload is
+//! lowered from its [`Bytes`] directly.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{ComponentType, Linker, Lower};
 
 use super::spore::process::mailbox::{self as wit, Host};
-use std::sync::atomic::Ordering;
 
 use crate::error::SendError;
 use crate::process::entry::{RUNNING, WAITING};
@@ -14,6 +23,12 @@ use crate::process::{Incoming, Pid, Selector};
 
 /// Most selectors one receive may have.
 const MAX_SELECTORS: usize = 256;
+/// Most entries one `receive-many` returns, whatever the guest asks for: the call lowers
+/// them all into the guest before it returns.
+const MAX_MANY: usize = 1024;
+/// Most message payload bytes one `receive-many` returns after its first entry: a batch
+/// must not fail to fit a guest's memory where receiving one by one would.
+const MANY_BYTES: usize = 64 << 10;
 
 impl From<SendError> for wit::SendError {
     fn from(e: SendError) -> Self {
@@ -37,23 +52,96 @@ impl From<wit::Selector> for Selector {
     }
 }
 
+/// The WIT instance whose receives [`define_receives`] replaces.
+const INSTANCE: &str = "spore:process/mailbox@0.1.0";
+
+/// WIT's `message`, with the payload lowered from the buffer it arrived in.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct GuestMessage {
+    sender: wit::Pid,
+    tag: u64,
+    payload: Bytes,
+}
+
+/// WIT's `incoming`, with a message as a [`GuestMessage`].
+#[derive(ComponentType, Lower)]
+#[component(variant)]
+enum GuestIncoming {
+    #[component(name = "message")]
+    Message(GuestMessage),
+    #[component(name = "exit")]
+    Exit(wit::ExitSignal),
+    #[component(name = "down")]
+    Down(wit::Down),
+    #[component(name = "node")]
+    Node(wit::NodeEvent),
+}
+
 /// The guest-visible form of a mailbox entry; group events never reach guests.
-fn to_wit(entry: Incoming) -> Option<wit::Incoming> {
+fn to_wit(entry: Incoming) -> Option<GuestIncoming> {
     Some(match entry {
-        Incoming::Message(m) => wit::Incoming::Message(wit::Message {
-            sender: m.sender.into(),
-            tag: m.tag,
-            payload: m.payload.into(),
-        }),
+        Incoming::Message(m) => {
+            GuestIncoming::Message(GuestMessage { sender: m.sender.into(), tag: m.tag, payload: m.payload })
+        }
         Incoming::Exit { from, reason } => {
-            wit::Incoming::Exit(wit::ExitSignal { sender: from.into(), reason: reason.into() })
+            GuestIncoming::Exit(wit::ExitSignal { sender: from.into(), reason: reason.into() })
         }
         Incoming::Down { monitor, pid, reason } => {
-            wit::Incoming::Down(wit::Down { monitor, pid: pid.into(), reason: reason.into() })
+            GuestIncoming::Down(wit::Down { monitor, pid: pid.into(), reason: reason.into() })
         }
-        Incoming::Node { name, up, reason } => wit::Incoming::Node(wit::NodeEvent { node: name, up, reason }),
+        Incoming::Node { name, up, reason } => GuestIncoming::Node(wit::NodeEvent { node: name, up, reason }),
         Incoming::Group(_) => return None,
     })
+}
+
+/// Defines `receive` and `send-receive` in `linker` over bindgen's (see the module doc).
+pub(super) fn define_receives(linker: &mut Linker<ProcState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut mailbox = linker.instance(INSTANCE)?;
+    mailbox.func_wrap_async(
+        "receive",
+        |mut store: StoreContextMut<'_, ProcState>,
+         (selectors, timeout_ms): (Vec<wit::Selector>, Option<u64>)| {
+            Box::new(async move {
+                check_selectors(&selectors)?;
+                Ok((store.data_mut().receive_entry(selectors, timeout_ms).await?,))
+            })
+        },
+    )?;
+    mailbox.func_wrap_async(
+        "receive-many",
+        |mut store: StoreContextMut<'_, ProcState>, (max, timeout_ms): (u32, Option<u64>)| {
+            Box::new(async move { Ok((store.data_mut().receive_many(max, timeout_ms).await,)) })
+        },
+    )?;
+    mailbox.func_wrap_async(
+        "send-receive",
+        |mut store: StoreContextMut<'_, ProcState>,
+         (to, tag, payload, selectors, timeout_ms): SendReceiveParams| {
+            Box::new(async move {
+                // Checked before the send: a receive that would trap must not have sent.
+                check_selectors(&selectors)?;
+                let state = store.data_mut();
+                if let Err(e) = state.send(to, tag, payload).await? {
+                    return Ok((Err(e),));
+                }
+                Ok((Ok(state.receive_entry(selectors, timeout_ms).await?),))
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// `send-receive`'s parameters: to, tag, payload, selectors, timeout-ms.
+type SendReceiveParams = (wit::Pid, u64, Vec<u8>, Vec<wit::Selector>, Option<u64>);
+
+/// The error of bindgen's receives, which [`define_receives`] replaces in every linker of a
+/// node: reaching one means the replacement was not made, and the call traps rather than
+/// receive more slowly unnoticed.
+fn not_replaced(name: &str) -> wasmtime::Error {
+    wasmtime::format_err!("`{INSTANCE}` `{name}` was not replaced in the linker")
 }
 
 impl Host for ProcState {
@@ -84,29 +172,34 @@ impl Host for ProcState {
         Ok(sent.await.map_err(Into::into))
     }
 
+    /// Replaced by [`define_receives`].
     async fn receive(
         &mut self,
-        selectors: Vec<wit::Selector>,
-        timeout_ms: Option<u64>,
+        _selectors: Vec<wit::Selector>,
+        _timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Option<wit::Incoming>> {
-        check_selectors(&selectors)?;
-        self.receive_entry(selectors, timeout_ms).await
+        Err(not_replaced("receive"))
     }
 
+    /// Replaced by [`define_receives`].
+    async fn receive_many(
+        &mut self,
+        _max: u32,
+        _timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Vec<wit::Incoming>> {
+        Err(not_replaced("receive-many"))
+    }
+
+    /// Replaced by [`define_receives`].
     async fn send_receive(
         &mut self,
-        to: wit::Pid,
-        tag: u64,
-        payload: Vec<u8>,
-        selectors: Vec<wit::Selector>,
-        timeout_ms: Option<u64>,
+        _to: wit::Pid,
+        _tag: u64,
+        _payload: Vec<u8>,
+        _selectors: Vec<wit::Selector>,
+        _timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Result<Option<wit::Incoming>, wit::SendError>> {
-        // Checked before the send: a receive that would trap must not have sent.
-        check_selectors(&selectors)?;
-        if let Err(e) = self.send(to, tag, payload).await? {
-            return Ok(Err(e));
-        }
-        Ok(Ok(self.receive_entry(selectors, timeout_ms).await?))
+        Err(not_replaced("send-receive"))
     }
 
     fn pending(&mut self) -> wasmtime::Result<u32> {
@@ -128,12 +221,30 @@ fn check_selectors(selectors: &[wit::Selector]) -> wasmtime::Result<()> {
 }
 
 impl ProcState {
+    /// `receive-many`'s body.
+    async fn receive_many(&mut self, max: u32, timeout_ms: Option<u64>) -> Vec<GuestIncoming> {
+        let max = (max as usize).clamp(1, MAX_MANY);
+        let timeout = timeout_ms.map(Duration::from_millis);
+        self.me.state.store(WAITING, Ordering::Relaxed);
+        let mut taken = Vec::new();
+        // Group events never reach the guest: a batch of nothing else is no answer yet.
+        while taken.is_empty() {
+            self.me.mailbox.receive_many(max, MANY_BYTES, timeout, &mut taken).await;
+            if taken.is_empty() {
+                break;
+            }
+            taken.retain(|e| !matches!(e, Incoming::Group(_)));
+        }
+        self.me.state.store(RUNNING, Ordering::Relaxed);
+        taken.into_iter().filter_map(to_wit).collect()
+    }
+
     /// `receive`'s body, shared with `send-receive`; the caller has checked the selectors.
     async fn receive_entry(
         &mut self,
         selectors: Vec<wit::Selector>,
         timeout_ms: Option<u64>,
-    ) -> wasmtime::Result<Option<wit::Incoming>> {
+    ) -> wasmtime::Result<Option<GuestIncoming>> {
         let selectors: Vec<Selector> = selectors.into_iter().map(Into::into).collect();
         let timeout = timeout_ms.map(Duration::from_millis);
         self.me.state.store(WAITING, Ordering::Relaxed);

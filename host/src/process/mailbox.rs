@@ -138,6 +138,40 @@ impl Mailbox {
         }
     }
 
+    /// Waits at most `timeout` (forever if none) for the oldest entry, then appends it to
+    /// `out` with those after it that wait already: at most `max` entries in all (at least
+    /// one), and after the first no more payload bytes than `byte_budget`. Leaves `out` as
+    /// it was on timeout.
+    pub async fn receive_many(
+        &self,
+        max: usize,
+        byte_budget: usize,
+        timeout: Option<Duration>,
+        out: &mut Vec<Incoming>,
+    ) {
+        let Some(first) = self.receive(&[], timeout).await else { return };
+        out.push(first);
+        let mut q = self.queue.lock();
+        let mut budget = byte_budget;
+        for _ in 1..max {
+            let size = match q.entries.front() {
+                None => break,
+                Some(Incoming::Message(m)) => m.payload.len(),
+                Some(_) => 0,
+            };
+            if size > budget {
+                break;
+            }
+            budget -= size;
+            let Some(entry) = q.entries.pop_front() else { break };
+            if let Incoming::Message(m) = &entry {
+                q.messages -= 1;
+                q.bytes -= m.payload.len();
+            }
+            out.push(entry);
+        }
+    }
+
     /// Removes the down notice of monitor `monitor`, if it waits here.
     pub fn remove_down(&self, monitor: u64) {
         self.queue
@@ -177,6 +211,47 @@ mod tests {
         mailbox.push(message(600)).unwrap();
         assert!(mailbox.push(message(1)).is_err());
         assert_eq!(mailbox.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn many_are_taken_in_order_within_the_count_and_the_byte_budget() {
+        let mailbox = Mailbox::new(100, usize::MAX);
+        for size in [700, 100, 200, 300, 1, 1] {
+            mailbox.push(message(size)).unwrap();
+        }
+        let sizes = |out: &[Incoming]| -> Vec<usize> {
+            out.iter()
+                .map(|e| match e {
+                    Incoming::Message(m) => m.payload.len(),
+                    _ => usize::MAX,
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        // The first is taken whatever its size; then 100 + 200 fit a budget of 300, 300 not.
+        mailbox.receive_many(10, 300, None, &mut out).await;
+        assert_eq!(sizes(&out), [700, 100, 200]);
+        out.clear();
+        mailbox.receive_many(2, 1000, None, &mut out).await;
+        assert_eq!(sizes(&out), [300, 1]);
+        out.clear();
+        mailbox.receive_many(0, 0, None, &mut out).await;
+        assert_eq!(sizes(&out), [1]);
+        assert!(mailbox.is_empty());
+        // The bound counts what was taken out.
+        for _ in 0..100 {
+            mailbox.push(message(0)).unwrap();
+        }
+        out.clear();
+        mailbox.receive_many(100, 0, Some(Duration::ZERO), &mut out).await;
+        assert_eq!(out.len(), 100);
+        mailbox.push(message(0)).unwrap();
+        out.clear();
+        mailbox.receive_many(5, 0, Some(Duration::from_millis(1)), &mut out).await;
+        assert_eq!(out.len(), 1);
+        out.clear();
+        mailbox.receive_many(5, 0, Some(Duration::from_millis(1)), &mut out).await;
+        assert!(out.is_empty(), "a timeout takes nothing");
     }
 
     #[test]
