@@ -272,7 +272,8 @@ const MAX_MODULE_HEADER_BYTES: usize = 1024;
 pub(crate) struct Dist {
     pub config: DistConfig,
     transport: Transport,
-    peers: Mutex<HashMap<String, Arc<Peer>>>,
+    /// By node id: every send to a remote pid looks its peer up here.
+    peers: Mutex<HashMap<NodeId, Arc<Peer>>>,
     queries: Mutex<HashMap<u64, oneshot::Sender<QueryReply>>>,
     /// Nodes whose last connection attempt failed, and when.
     failed: Mutex<HashMap<String, (std::time::Instant, Arc<Peer>)>>,
@@ -354,8 +355,9 @@ impl Dist {
 
     /// The peer `name`, created (and dialed) if there is none.
     pub fn peer(&self, node: &Arc<NodeInner>, name: &str) -> Arc<Peer> {
+        let id = NodeId::of(name);
         let mut peers = self.peers.lock();
-        if let Some(p) = peers.get(name) {
+        if let Some(p) = peers.get(&id) {
             return Arc::clone(p);
         }
         // A node that just failed to connect is not dialed again at once: sends to it are
@@ -367,9 +369,9 @@ impl Dist {
         }
         // A node whose connection to this one is being accepted is not dialed: the peer
         // waits for that connection (and dials if it fails).
-        let dialing = !self.inbound.lock().contains_key(&NodeId::of(name));
+        let dialing = !self.inbound.lock().contains_key(&id);
         let p = Peer::new(name, dialing);
-        peers.insert(name.to_owned(), Arc::clone(&p));
+        peers.insert(id, Arc::clone(&p));
         drop(peers);
         node.remember_node(p.id, name);
         if dialing {
@@ -380,6 +382,9 @@ impl Dist {
 
     /// The peer for node id `id`, if its name is known.
     pub fn peer_by_id(&self, node: &Arc<NodeInner>, id: NodeId) -> Option<Arc<Peer>> {
+        if let Some(p) = self.peers.lock().get(&id) {
+            return Some(Arc::clone(p));
+        }
         let name = node.node_names.get(&id).map(|n| n.value().clone())?;
         Some(self.peer(node, &name))
     }
@@ -403,7 +408,7 @@ impl Dist {
 
     /// Closes the connection to `name`; false if there was none.
     pub fn disconnect(&self, name: &str) -> bool {
-        let peer = self.peers.lock().get(name).cloned();
+        let peer = self.peers.lock().get(&NodeId::of(name)).cloned();
         let Some(peer) = peer else { return false };
         let conn = match &*peer.link.lock() {
             Link::Up { conn, .. } => conn.clone(),
@@ -490,7 +495,7 @@ impl Dist {
             return Err("a node cannot connect to itself".into());
         }
         let peers = self.peers.lock();
-        let existing = node.node_names.get(&claim.node).and_then(|name| peers.get(name.value()).cloned());
+        let existing = peers.get(&claim.node).cloned();
         if let Some(existing) = existing {
             match &*existing.link.lock() {
                 // A restarted node replaces its previous incarnation.
@@ -531,10 +536,7 @@ impl Drop for Inbound {
                 }
                 _ => inbound.remove(&self.id),
             };
-            node.node_names
-                .get(&self.id)
-                .and_then(|name| peers.get(name.value()).cloned())
-                .filter(|p| p.start_dialing())
+            peers.get(&self.id).cloned().filter(|p| p.start_dialing())
         };
         if let Some(peer) = waiting {
             dist.net.spawn(dial(Arc::downgrade(&node), peer));
@@ -636,20 +638,21 @@ fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dia
     let Some(dist) = &node.dist else { return };
     let Established { peer: hello, send, reader } = est;
     let (peer, replaced) = {
+        let id = NodeId::of(&hello.name);
         let mut peers = dist.peers.lock();
-        let current = peers.get(&hello.name).cloned();
+        let current = peers.get(&id).cloned();
         match (current, dialed) {
             (Some(c), Some(d)) if Arc::ptr_eq(&c, d) => (c, None),
             // A stale incarnation or a finished attempt: a fresh peer takes its place.
             (Some(c), _) if c.is_up() => {
                 let fresh = Peer::new(&hello.name, false);
-                peers.insert(hello.name.clone(), Arc::clone(&fresh));
+                peers.insert(id, Arc::clone(&fresh));
                 (fresh, Some(c))
             }
             (Some(c), _) => (c, None),
             (None, _) => {
                 let fresh = Peer::new(&hello.name, false);
-                peers.insert(hello.name.clone(), Arc::clone(&fresh));
+                peers.insert(id, Arc::clone(&fresh));
                 (fresh, None)
             }
         }
@@ -740,8 +743,8 @@ fn lost(node: &Arc<NodeInner>, peer: &Arc<Peer>, reason: &str, was_up: bool) {
     let Some(dist) = &node.dist else { return };
     {
         let mut peers = dist.peers.lock();
-        if peers.get(&peer.name).is_some_and(|p| Arc::ptr_eq(p, peer)) {
-            peers.remove(&peer.name);
+        if peers.get(&peer.id).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+            peers.remove(&peer.id);
         }
     }
     if !was_up {
