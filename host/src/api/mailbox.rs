@@ -26,9 +26,9 @@ const MAX_SELECTORS: usize = 256;
 /// Most entries one `receive-many` returns, whatever the guest asks for: the call lowers
 /// them all into the guest before it returns.
 const MAX_MANY: usize = 1024;
-/// Most message payload bytes one `receive-many` returns after its first entry: a batch
-/// must not fail to fit a guest's memory where receiving one by one would.
-const MANY_BYTES: usize = 64 << 10;
+/// Most message payload bytes one `receive-many` returns after its first entry: it bounds
+/// what a batch needs of the guest's memory beyond one entry, for guests near their limit.
+const MANY_BYTES: usize = 16 << 10;
 
 impl From<SendError> for wit::SendError {
     fn from(e: SendError) -> Self {
