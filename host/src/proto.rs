@@ -221,34 +221,10 @@ pub enum Frame {
     /// on that node: no round trip to ask for it). The receiver answers
     /// [`Frame::SpawnNeed`] if it lacks the module and got no bytes, then
     /// [`Frame::SpawnReply`].
-    SpawnRequest {
-        /// Echoed in the answers.
-        reference: u64,
-        /// The module.
-        module: ModuleId,
-        /// The entry.
-        entry: String,
-        /// The spawning process (sending node).
-        parent: Pid,
-        /// The group leader the new process joins (any node).
-        leader: Pid,
-        /// The group leader's node name.
-        leader_node: String,
-        /// Link parent and child.
-        link: bool,
-        /// Monitor the child with this reference (made by the parent's node).
-        monitor: Option<Ref>,
-        /// Memory limit in bytes.
-        memory_limit: Option<u64>,
-        /// Mailbox bound.
-        mailbox_limit: Option<u32>,
-        /// Fuel budget.
-        fuel: Option<u64>,
-        /// Grant real clocks (environment and files never cross nodes).
-        clock: bool,
-        /// Bytes of the module at the end of the payload, after the arguments (0: none).
-        code_bytes: u32,
-    },
+    ///
+    /// Boxed: it is the largest frame, and unboxed it would make every frame (each message
+    /// queued for a connection's writer) as large as itself.
+    SpawnRequest(Box<SpawnHeader>),
     /// The receiver does not have `module`: send its bytes on a stream of their own.
     SpawnNeed {
         /// The spawn request's reference.
@@ -283,12 +259,43 @@ pub enum Frame {
     },
 }
 
+/// The header of a [`Frame::SpawnRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnHeader {
+    /// Echoed in the answers.
+    pub reference: u64,
+    /// The module.
+    pub module: ModuleId,
+    /// The entry.
+    pub entry: String,
+    /// The spawning process (sending node).
+    pub parent: Pid,
+    /// The group leader the new process joins (any node).
+    pub leader: Pid,
+    /// The group leader's node name.
+    pub leader_node: String,
+    /// Link parent and child.
+    pub link: bool,
+    /// Monitor the child with this reference (made by the parent's node).
+    pub monitor: Option<Ref>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<u64>,
+    /// Mailbox bound.
+    pub mailbox_limit: Option<u32>,
+    /// Fuel budget.
+    pub fuel: Option<u64>,
+    /// Grant real clocks (environment and files never cross nodes).
+    pub clock: bool,
+    /// Bytes of the module at the end of the payload, after the arguments (0: none).
+    pub code_bytes: u32,
+}
+
 impl Frame {
     /// Whether a payload follows this header.
     pub fn has_payload(&self) -> bool {
         matches!(
             self,
-            Frame::Send { .. } | Frame::SendNamed { .. } | Frame::Output { .. } | Frame::SpawnRequest { .. }
+            Frame::Send { .. } | Frame::SendNamed { .. } | Frame::Output { .. } | Frame::SpawnRequest(_)
         )
     }
 }

@@ -123,8 +123,8 @@ async fn a_spawn_reply_from_a_node_that_was_not_asked_leaves_the_spawn_alone() -
         let (_conn, mut est) = arriving.accept(hello, 1 << 20).await.map_err(anyhow::Error::msg)?;
         let reference = loop {
             let (frame, _) = est.reader.next().await?.context("closed")?;
-            if let Frame::SpawnRequest { reference, .. } = frame {
-                break reference;
+            if let Frame::SpawnRequest(header) = frame {
+                break header.reference;
             }
         };
         let _ = reference_tx.send(reference);

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use spore_host::proto::{self, Frame, Hello, ModuleHeader, PROTOCOL_VERSION};
+use spore_host::proto::{self, Frame, Hello, ModuleHeader, PROTOCOL_VERSION, SpawnHeader};
 use spore_host::transport::tls::{Claim, ClusterIdentity};
 use spore_host::transport::{Transport, peer};
 use spore_host::{
@@ -143,7 +143,7 @@ fn rogue_spawn(
     rogue: spore_host::Pid,
     code_bytes: u32,
 ) -> Frame {
-    Frame::SpawnRequest {
+    Frame::SpawnRequest(Box::new(SpawnHeader {
         reference,
         module,
         entry: "echo".into(),
@@ -157,7 +157,7 @@ fn rogue_spawn(
         fuel: None,
         clock: false,
         code_bytes,
-    }
+    }))
 }
 
 /// A node that completes the handshake, reads one spawn request, then does `then`.
@@ -167,7 +167,7 @@ async fn fake_target(transport: Transport, name: &str, close: bool) {
     let hello = Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 9, hidden: false };
     let Ok((conn, mut est)) = arriving.accept(hello, 1 << 20).await else { return };
     while let Ok(Some((frame, _))) = est.reader.next().await {
-        if matches!(frame, Frame::SpawnRequest { .. }) {
+        if matches!(frame, Frame::SpawnRequest(_)) {
             if close {
                 conn.close(0u32.into(), b"dying");
             }

@@ -11,7 +11,7 @@ use super::{NodeInner, SpawnOpts};
 use crate::dist::Peer;
 use crate::process::entry::ProcessKind;
 use crate::process::{ExitReason, GroupEvent, Incoming, Message, NodeId, Pid};
-use crate::proto::{Frame, ProcessRow, Query, QueryReply};
+use crate::proto::{Frame, ProcessRow, Query, QueryReply, SpawnHeader};
 
 impl NodeInner {
     /// Applies one frame from `peer`; `Err` names a protocol violation.
@@ -151,21 +151,22 @@ impl NodeInner {
                     acks.1.ack(seq);
                 }
             }
-            Frame::SpawnRequest {
-                reference,
-                module,
-                entry,
-                parent,
-                leader,
-                leader_node,
-                link,
-                monitor,
-                memory_limit,
-                mailbox_limit,
-                fuel,
-                clock,
-                code_bytes,
-            } => {
+            Frame::SpawnRequest(header) => {
+                let SpawnHeader {
+                    reference,
+                    module,
+                    entry,
+                    parent,
+                    leader,
+                    leader_node,
+                    link,
+                    monitor,
+                    memory_limit,
+                    mailbox_limit,
+                    fuel,
+                    clock,
+                    code_bytes,
+                } = *header;
                 theirs(&parent)?;
                 if NodeId::of(&leader_node) != leader.node
                     || !crate::proto::handshake::valid_node_name(&leader_node)

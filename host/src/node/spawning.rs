@@ -19,7 +19,7 @@ use crate::process::entry::{ProcessEntry, ProcessKind};
 use crate::process::spawn::{self, Launch, OnReady};
 use crate::process::state::Grants;
 use crate::process::{GroupEvent, Pid, Ref};
-use crate::proto::Frame;
+use crate::proto::{Frame, SpawnHeader};
 
 /// Longest entry name a remote spawn may carry.
 const MAX_ENTRY_BYTES: usize = 255;
@@ -269,7 +269,7 @@ impl NodeInner {
                 reply,
             },
         );
-        let frame = Frame::SpawnRequest {
+        let frame = Frame::SpawnRequest(Box::new(SpawnHeader {
             reference,
             module,
             entry,
@@ -283,7 +283,7 @@ impl NodeInner {
             fuel: opts.fuel,
             clock,
             code_bytes,
-        };
+        }));
         if !peer.message(frame, payload).await {
             dist.pending_spawns.lock().remove(&reference);
             return Err(SpawnError::Unreachable(format!("{node}: connection lost")));
