@@ -1,11 +1,10 @@
-//! `spore:process/mailbox`: send, send-named, receive, pending.
+//! `spore:process/mailbox`: send, send-named, receive, receive-many, send-receive, pending.
 //!
-//! `receive`, `receive-many` and `send-receive` are defined in the linker by hand
-//! ([`define_receives`]), over
-//! the ones bindgen generates: bindgen types a `list<u8>` as `Vec<u8>`, so each received
-//! payload would be copied out of the buffer it arrived in (a frame read from another
-//! node) into a `Vec` of its own before being lowered into the guest. Here the payload is
-//! lowered from its [`Bytes`] directly.
+//! The three calls that hand entries to the guest are defined in the linker by hand
+//! ([`define_receives`]), over the ones bindgen generates: bindgen types a `list<u8>` as
+//! `Vec<u8>`, so each received payload would be copied out of the buffer it arrived in (a
+//! frame read from another node) into a `Vec` of its own before being lowered into the
+//! guest. Here the payload is lowered from its [`Bytes`] directly.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -95,7 +94,8 @@ fn to_wit(entry: Incoming) -> Option<GuestIncoming> {
     })
 }
 
-/// Defines `receive` and `send-receive` in `linker` over bindgen's (see the module doc).
+/// Defines `receive`, `receive-many` and `send-receive` in `linker` over bindgen's (see the
+/// module doc).
 pub(super) fn define_receives(linker: &mut Linker<ProcState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut mailbox = linker.instance(INSTANCE)?;
