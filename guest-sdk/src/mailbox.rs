@@ -280,9 +280,9 @@ pub fn receive_signal(timeout: Option<Duration>) -> Option<Signal> {
 
 /// Waits for the oldest entry of any kind.
 ///
-/// When the save queue is empty it takes, in one host call, up to 64 entries that wait (the first one returned, the rest saved in order for the next receives): a
-/// process that receives everything in turn pays one host call per batch instead of one
-/// per entry.
+/// When the save queue is empty it takes, in one host call, up to 64 entries that wait:
+/// the first is returned, the rest saved in order for the next receives. A process that
+/// receives everything in turn pays one host call per batch instead of one per entry.
 pub fn receive_any(timeout: Option<Duration>) -> Option<Received> {
     // Not a `Select`: its arm would clone the entry, payload and all, and box two closures.
     if let Some(entry) = SAVED.with(|s| s.borrow_mut().pop_front()) {
