@@ -355,7 +355,11 @@ impl Dist {
 
     /// The peer `name`, created (and dialed) if there is none.
     pub fn peer(&self, node: &Arc<NodeInner>, name: &str) -> Arc<Peer> {
-        let id = NodeId::of(name);
+        self.peer_named(node, NodeId::of(name), name)
+    }
+
+    /// [`Dist::peer`] of `name`, whose id `id` the caller has.
+    fn peer_named(&self, node: &Arc<NodeInner>, id: NodeId, name: &str) -> Arc<Peer> {
         let mut peers = self.peers.lock();
         if let Some(p) = peers.get(&id) {
             return Arc::clone(p);
@@ -386,7 +390,7 @@ impl Dist {
             return Some(Arc::clone(p));
         }
         let name = node.node_names.get(&id).map(|n| n.value().clone())?;
-        Some(self.peer(node, &name))
+        Some(self.peer_named(node, id, &name))
     }
 
     /// Connects to `name` (if not connected) and waits until the link is up.

@@ -227,16 +227,17 @@ impl ProcState {
         let timeout = timeout_ms.map(Duration::from_millis);
         self.me.state.store(WAITING, Ordering::Relaxed);
         let mut taken = Vec::new();
-        // Group events never reach the guest: a batch of nothing else is no answer yet.
-        while taken.is_empty() {
+        let entries = loop {
             self.me.mailbox.receive_many(max, MANY_BYTES, timeout, &mut taken).await;
-            if taken.is_empty() {
-                break;
+            let timed_out = taken.is_empty();
+            let entries: Vec<GuestIncoming> = taken.drain(..).filter_map(to_wit).collect();
+            // Group events never reach the guest: a batch of nothing else is no answer yet.
+            if timed_out || !entries.is_empty() {
+                break entries;
             }
-            taken.retain(|e| !matches!(e, Incoming::Group(_)));
-        }
+        };
         self.me.state.store(RUNNING, Ordering::Relaxed);
-        taken.into_iter().filter_map(to_wit).collect()
+        entries
     }
 
     /// `receive`'s body, shared with `send-receive`; the caller has checked the selectors.

@@ -44,6 +44,18 @@ struct Queue {
     bytes: usize,
 }
 
+impl Queue {
+    /// Removes the entry at `i`, taking a message off the bounded counts.
+    fn remove(&mut self, i: usize) -> Option<Incoming> {
+        let entry = self.entries.remove(i)?;
+        if let Incoming::Message(m) = &entry {
+            self.messages -= 1;
+            self.bytes -= m.payload.len();
+        }
+        Some(entry)
+    }
+}
+
 impl Mailbox {
     /// An empty mailbox holding at most `limit` ordinary messages of at most `byte_limit`
     /// payload bytes in all.
@@ -100,14 +112,7 @@ impl Mailbox {
         let found =
             q.entries.iter().skip(start).position(|e| Selector::any_matches(selectors, e)).map(|i| i + start);
         match found {
-            Some(i) => {
-                let entry = q.entries.remove(i)?;
-                if let Incoming::Message(m) = &entry {
-                    q.messages -= 1;
-                    q.bytes -= m.payload.len();
-                }
-                Some(entry)
-            }
+            Some(i) => q.remove(i),
             None => {
                 *from = q.entries.len();
                 None
@@ -163,12 +168,7 @@ impl Mailbox {
                 break;
             }
             budget -= size;
-            let Some(entry) = q.entries.pop_front() else { break };
-            if let Incoming::Message(m) = &entry {
-                q.messages -= 1;
-                q.bytes -= m.payload.len();
-            }
-            out.push(entry);
+            out.extend(q.remove(0));
         }
     }
 
