@@ -103,10 +103,14 @@ pub(super) fn define_receives(linker: &mut Linker<ProcState>) -> wasmtime::Resul
         "receive",
         |mut store: StoreContextMut<'_, ProcState>,
          (selectors, timeout_ms): (Vec<wit::Selector>, Option<u64>)| {
-            Box::new(async move {
-                check_selectors(&selectors)?;
-                Ok((store.data_mut().receive_entry(selectors, timeout_ms).await?,))
-            })
+            // Checked and converted before the future: what it holds while the process
+            // waits is every waiting process's (W4b).
+            let selectors = match selectors_of(selectors) {
+                Ok(selectors) => selectors,
+                Err(e) => return Box::new(async { Err(e) }),
+            };
+            let timeout = timeout_ms.map(Duration::from_millis);
+            Box::new(async move { Ok((store.data_mut().receive_entry(&selectors, timeout).await,)) })
         },
     )?;
     mailbox.func_wrap_async(
@@ -119,14 +123,17 @@ pub(super) fn define_receives(linker: &mut Linker<ProcState>) -> wasmtime::Resul
         "send-receive",
         |mut store: StoreContextMut<'_, ProcState>,
          (to, tag, payload, selectors, timeout_ms): SendReceiveParams| {
+            // Checked before the send: a receive that would trap must not have sent.
+            let selectors = match selectors_of(selectors) {
+                Ok(selectors) => selectors,
+                Err(e) => return Box::new(async { Err(e) }),
+            };
             Box::new(async move {
-                // Checked before the send: a receive that would trap must not have sent.
-                check_selectors(&selectors)?;
                 let state = store.data_mut();
                 if let Err(e) = state.send(to, tag, payload).await? {
                     return Ok((Err(e),));
                 }
-                Ok((Ok(state.receive_entry(selectors, timeout_ms).await?),))
+                Ok((Ok(state.receive_entry(&selectors, timeout_ms.map(Duration::from_millis)).await),))
             })
         },
     )?;
@@ -207,17 +214,17 @@ impl Host for ProcState {
     }
 }
 
-/// Traps a receive with more selectors than one may have: each waiting entry is matched
-/// against every selector under the mailbox's lock, which senders on other workers wait
-/// for, so the list is bounded.
-fn check_selectors(selectors: &[wit::Selector]) -> wasmtime::Result<()> {
+/// The host's selectors of a receive; traps one with more selectors than one may have: each
+/// waiting entry is matched against every selector under the mailbox's lock, which senders
+/// on other workers wait for, so the list is bounded.
+fn selectors_of(selectors: Vec<wit::Selector>) -> wasmtime::Result<Vec<Selector>> {
     if selectors.len() > MAX_SELECTORS {
         return Err(wasmtime::format_err!(
             "a receive with {} selectors, over the {MAX_SELECTORS} one may have",
             selectors.len()
         ));
     }
-    Ok(())
+    Ok(selectors.into_iter().map(Into::into).collect())
 }
 
 impl ProcState {
@@ -243,14 +250,12 @@ impl ProcState {
     /// `receive`'s body, shared with `send-receive`; the caller has checked the selectors.
     async fn receive_entry(
         &mut self,
-        selectors: Vec<wit::Selector>,
-        timeout_ms: Option<u64>,
-    ) -> wasmtime::Result<Option<GuestIncoming>> {
-        let selectors: Vec<Selector> = selectors.into_iter().map(Into::into).collect();
-        let timeout = timeout_ms.map(Duration::from_millis);
+        selectors: &[Selector],
+        timeout: Option<Duration>,
+    ) -> Option<GuestIncoming> {
         self.me.state.store(WAITING, Ordering::Relaxed);
         let entry = loop {
-            let Some(entry) = self.me.mailbox.receive(&selectors, timeout).await else {
+            let Some(entry) = self.me.mailbox.receive(selectors, timeout).await else {
                 break None;
             };
             if let Some(entry) = to_wit(entry) {
@@ -258,6 +263,6 @@ impl ProcState {
             }
         };
         self.me.state.store(RUNNING, Ordering::Relaxed);
-        Ok(entry)
+        entry
     }
 }

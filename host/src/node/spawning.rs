@@ -73,7 +73,7 @@ pub(crate) struct Prepared {
     pub pid: Pid,
     pub monitor: Option<Ref>,
     me: Arc<ProcessEntry>,
-    launch: Launch,
+    launch: Box<Launch>,
 }
 
 impl Prepared {
@@ -191,7 +191,7 @@ impl NodeInner {
                 }
             }
         }
-        let launch = Launch {
+        let launch = Box::new(Launch {
             module,
             entry,
             args,
@@ -199,7 +199,7 @@ impl NodeInner {
             memory_limit,
             fuel: opts.fuel,
             on_ready: OnReady::default(),
-        };
+        });
         Ok(Prepared { pid, monitor, me, launch })
     }
 

@@ -1,11 +1,11 @@
 //! [`ProcessEntry`]: what a node keeps about one live process, shared by every task that
 //! sends to it, links to it or kills it.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::Notify;
 
 use super::mailbox::Mailbox;
@@ -64,7 +64,10 @@ pub struct ProcessEntry {
     pub(crate) talks_remote: AtomicBool,
 }
 
-/// Links and monitors of one process.
+/// Links and monitors of one process. Its sets are hashed with Fx, whose state takes no
+/// room (std's `RandomState` takes 16 bytes in each): a process entry of 488 bytes instead of
+/// 552 falls in a smaller size class of the allocator, 128 bytes less per process. Their
+/// keys come from this node or from peers that hold the cookie; each set is one process's.
 #[derive(Default)]
 pub(crate) struct Signals {
     /// False once the process has started to end: no new links or monitors are accepted.
@@ -72,15 +75,15 @@ pub(crate) struct Signals {
     /// Its registered name.
     pub name: Option<String>,
     /// Processes linked to it.
-    pub links: HashSet<Pid>,
+    pub links: FxHashSet<Pid>,
     /// Monitors others hold on it: reference → watcher.
-    pub monitored_by: HashMap<Ref, Pid>,
+    pub monitored_by: FxHashMap<Ref, Pid>,
     /// Monitors it holds on others: reference → watched.
-    pub monitoring: HashMap<Ref, Pid>,
+    pub monitoring: FxHashMap<Ref, Pid>,
     /// Subscribed to nodeup/nodedown of every visible node.
     pub monitors_nodes: bool,
     /// Nodes it watches with `monitor-node`.
-    pub node_monitors: HashSet<String>,
+    pub node_monitors: FxHashSet<String>,
     /// The pending `send-after` timers it owns, from the first on.
     pub timers: Option<Box<OwnedTimers>>,
 }
@@ -91,7 +94,7 @@ pub(crate) struct Signals {
 #[derive(Default)]
 pub(crate) struct OwnedTimers {
     /// Their references (keys of the node's timers).
-    pub refs: HashSet<Ref>,
+    pub refs: FxHashSet<Ref>,
     /// Their messages' payload bytes.
     pub bytes: usize,
 }

@@ -5,6 +5,9 @@
 //! death from its owner.
 
 use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -131,14 +134,21 @@ impl Mailbox {
             if let Some(entry) = self.take_match(selectors, &mut scanned) {
                 return Some(entry);
             }
-            match &mut timer {
-                None => self.ready.notified().await,
-                Some(timer) => tokio::select! {
-                    // A push that races the deadline is still taken.
-                    biased;
-                    () = self.ready.notified() => {}
-                    () = timer.as_mut() => return self.take_match(selectors, &mut scanned),
-                },
+            // One wait future for both cases (a `select!` would hold a second one in every
+            // waiting process's receive, W4b); a push that races the deadline is still taken.
+            let mut notified = pin!(self.ready.notified());
+            let timed_out = poll_fn(|cx| {
+                if notified.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                match timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => Poll::Ready(true),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            if timed_out {
+                return self.take_match(selectors, &mut scanned);
             }
         }
     }

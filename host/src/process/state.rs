@@ -56,8 +56,10 @@ pub(crate) struct ProcState {
     pub limiter: ProcLimiter,
     /// Built at the process's first WASI call: a guest that never makes one (a `no_std`
     /// guest imports no WASI at all) spawns without it, 5% faster (W4a) and with 0.5 KB
-    /// less host heap (W4b).
-    wasi: Option<WasiCtx>,
+    /// less host heap (W4b). Boxed: inline, its 272 bytes would size every process's
+    /// store, WASI or not (the store's allocation fell from 1,472 to 1,208 bytes, a smaller
+    /// size class of the allocator: 256 bytes less per process).
+    wasi: Option<Box<WasiCtx>>,
     resources: ResourceTable,
 }
 
@@ -98,7 +100,7 @@ fn wasi_ctx(node: &Arc<NodeInner>, me: &ProcessEntry, grants: &Grants) -> WasiCt
 
 impl WasiView for ProcState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let ctx = self.wasi.get_or_insert_with(|| wasi_ctx(&self.node, &self.me, &self.grants));
+        let ctx = self.wasi.get_or_insert_with(|| Box::new(wasi_ctx(&self.node, &self.me, &self.grants)));
         WasiCtxView { ctx, table: &mut self.resources }
     }
 }
