@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ComponentType, Linker, Lower};
 
@@ -109,14 +110,15 @@ pub(super) fn define_receives(linker: &mut Linker<ProcState>) -> wasmtime::Resul
                 Ok(selectors) => selectors,
                 Err(e) => return Box::new(async { Err(e) }),
             };
-            let timeout = timeout_ms.map(Duration::from_millis);
-            Box::new(async move { Ok((store.data_mut().receive_entry(&selectors, timeout).await,)) })
+            let deadline = deadline_of(timeout_ms);
+            Box::new(async move { Ok((store.data_mut().receive_entry(&selectors, deadline).await,)) })
         },
     )?;
     mailbox.func_wrap_async(
         "receive-many",
         |mut store: StoreContextMut<'_, ProcState>, (max, timeout_ms): (u32, Option<u64>)| {
-            Box::new(async move { Ok((store.data_mut().receive_many(max, timeout_ms).await,)) })
+            let deadline = deadline_of(timeout_ms);
+            Box::new(async move { Ok((store.data_mut().receive_many(max, deadline).await,)) })
         },
     )?;
     mailbox.func_wrap_async(
@@ -133,7 +135,9 @@ pub(super) fn define_receives(linker: &mut Linker<ProcState>) -> wasmtime::Resul
                 if let Err(e) = state.send(to, tag, payload).await? {
                     return Ok((Err(e),));
                 }
-                Ok((Ok(state.receive_entry(&selectors, timeout_ms.map(Duration::from_millis)).await),))
+                // The receive's time starts after the send, as when the guest makes the two calls.
+                let deadline = deadline_of(timeout_ms);
+                Ok((Ok(state.receive_entry(&selectors, deadline).await),))
             })
         },
     )?;
@@ -227,15 +231,19 @@ fn selectors_of(selectors: Vec<wit::Selector>) -> wasmtime::Result<Vec<Selector>
     Ok(selectors.into_iter().map(Into::into).collect())
 }
 
+/// When a receive given `timeout_ms` from now gives up (never if none).
+fn deadline_of(timeout_ms: Option<u64>) -> Option<Instant> {
+    timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms))
+}
+
 impl ProcState {
     /// `receive-many`'s body.
-    async fn receive_many(&mut self, max: u32, timeout_ms: Option<u64>) -> Vec<GuestIncoming> {
+    async fn receive_many(&mut self, max: u32, deadline: Option<Instant>) -> Vec<GuestIncoming> {
         let max = (max as usize).clamp(1, MAX_MANY);
-        let timeout = timeout_ms.map(Duration::from_millis);
         self.me.state.store(WAITING, Ordering::Relaxed);
         let mut taken = Vec::new();
         let entries = loop {
-            self.me.mailbox.receive_many(max, MANY_BYTES, timeout, &mut taken).await;
+            self.me.mailbox.receive_many(max, MANY_BYTES, deadline, &mut taken).await;
             let timed_out = taken.is_empty();
             let entries: Vec<GuestIncoming> = taken.drain(..).filter_map(to_wit).collect();
             // Group events never reach the guest: a batch of nothing else is no answer yet.
@@ -251,11 +259,11 @@ impl ProcState {
     async fn receive_entry(
         &mut self,
         selectors: &[Selector],
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Option<GuestIncoming> {
         self.me.state.store(WAITING, Ordering::Relaxed);
         let entry = loop {
-            let Some(entry) = self.me.mailbox.receive(selectors, timeout).await else {
+            let Some(entry) = self.me.mailbox.receive(selectors, deadline).await else {
                 break None;
             };
             if let Some(entry) = to_wit(entry) {

@@ -82,7 +82,7 @@ impl HostProcess {
     /// mailbox wakes one waiter per message, and a second receive waiting with other
     /// selectors could miss its message and wait forever.
     pub async fn receive(&mut self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
-        self.entry.mailbox.receive(selectors, timeout).await
+        self.entry.mailbox.receive(selectors, timeout.map(|t| tokio::time::Instant::now() + t)).await
     }
 
     /// Spawns a process linked to this one, atomically (its end arrives as

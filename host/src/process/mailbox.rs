@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::task::Poll;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -123,12 +122,13 @@ impl Mailbox {
         }
     }
 
-    /// Waits for the oldest entry matching `selectors` (anything if empty), at most
-    /// `timeout` (forever if none). Entries that do not match stay, in order.
-    pub async fn receive(&self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
+    /// Waits for the oldest entry matching `selectors` (anything if empty), until `deadline`
+    /// (forever if none). Entries that do not match stay, in order. A deadline, not a
+    /// timeout: a caller that receives again after an entry it does not want keeps its time.
+    pub async fn receive(&self, selectors: &[Selector], deadline: Option<Instant>) -> Option<Incoming> {
         // Boxed, and made once per receive: a timer is large, and inline it would enlarge
         // every pending receive, with or without a timeout.
-        let mut timer = timeout.map(|t| Box::pin(tokio::time::sleep_until(Instant::now() + t)));
+        let mut timer = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
         let mut scanned = 0;
         loop {
             if let Some(entry) = self.take_match(selectors, &mut scanned) {
@@ -153,7 +153,7 @@ impl Mailbox {
         }
     }
 
-    /// Waits at most `timeout` (forever if none) for the oldest entry, then appends it to
+    /// Waits until `deadline` (forever if none) for the oldest entry, then appends it to
     /// `out` with those after it that wait already: at most `max` entries in all (at least
     /// one), and after the first no more payload bytes than `byte_budget`. Leaves `out` as
     /// it was on timeout.
@@ -161,10 +161,10 @@ impl Mailbox {
         &self,
         max: usize,
         byte_budget: usize,
-        timeout: Option<Duration>,
+        deadline: Option<Instant>,
         out: &mut Vec<Incoming>,
     ) {
-        let Some(first) = self.receive(&[], timeout).await else { return };
+        let Some(first) = self.receive(&[], deadline).await else { return };
         out.push(first);
         let mut q = self.queue.lock();
         let mut budget = byte_budget;
@@ -198,6 +198,8 @@ impl Mailbox {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use bytes::Bytes;
 
     use super::*;
@@ -253,14 +255,14 @@ mod tests {
             mailbox.push(message(0)).unwrap();
         }
         out.clear();
-        mailbox.receive_many(100, 0, Some(Duration::ZERO), &mut out).await;
+        mailbox.receive_many(100, 0, Some(Instant::now()), &mut out).await;
         assert_eq!(out.len(), 100);
         mailbox.push(message(0)).unwrap();
         out.clear();
-        mailbox.receive_many(5, 0, Some(Duration::from_millis(1)), &mut out).await;
+        mailbox.receive_many(5, 0, Some(Instant::now() + Duration::from_millis(1)), &mut out).await;
         assert_eq!(out.len(), 1);
         out.clear();
-        mailbox.receive_many(5, 0, Some(Duration::from_millis(1)), &mut out).await;
+        mailbox.receive_many(5, 0, Some(Instant::now() + Duration::from_millis(1)), &mut out).await;
         assert!(out.is_empty(), "a timeout takes nothing");
     }
 
