@@ -48,6 +48,6 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ProcState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Guest::add_to_linker::<_, HasSelf<ProcState>>(&mut linker, |s| s)?;
-    mailbox::define_receives(&mut linker)?;
+    mailbox::define_by_hand(&mut linker)?;
     Ok(linker)
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot, watch};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -230,7 +230,7 @@ impl Peer {
 
     /// Queues a message, waiting for send credit; false if the peer is gone.
     pub async fn message(&self, frame: Frame, payload: Bytes) -> bool {
-        let cost = (payload.len() + MESSAGE_OVERHEAD).min(SEND_CREDIT_BYTES) as u32;
+        let cost = message_cost(&payload);
         let permit = match self.credit.try_acquire_many(cost) {
             Ok(p) => p,
             Err(_) => match self.credit.acquire_many(cost).await {
@@ -242,6 +242,26 @@ impl Peer {
         permit.forget();
         self.queue.send(Outgoing { frame, payload, credit: cost }).is_ok()
     }
+
+    /// Queues a message if its send credit is there now (false if the peer is gone); gives
+    /// the payload back when the message must wait for credit ([`Peer::message`]).
+    pub fn try_message(&self, frame: Frame, payload: Bytes) -> Result<bool, Bytes> {
+        let cost = message_cost(&payload);
+        match self.credit.try_acquire_many(cost) {
+            Ok(permit) => {
+                // The writer returns the credit once the frame is written.
+                permit.forget();
+                Ok(self.queue.send(Outgoing { frame, payload, credit: cost }).is_ok())
+            }
+            Err(TryAcquireError::Closed) => Ok(false),
+            Err(TryAcquireError::NoPermits) => Err(payload),
+        }
+    }
+}
+
+/// The send credit a message of `payload` takes.
+fn message_cost(payload: &Bytes) -> u32 {
+    (payload.len() + MESSAGE_OVERHEAD).min(SEND_CREDIT_BYTES) as u32
 }
 
 /// A spawn this node asked of another, waiting for its reply.
@@ -942,6 +962,26 @@ mod tests {
         peer.credit.add_permits(PACE_BYTES);
         let mut pace = pin!(peer.pace());
         assert_eq!(pace.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+
+    #[test]
+    fn a_message_without_credit_comes_back_and_message_waits_for_credit() {
+        let peer = Peer::new("slow@localhost", true);
+        let to = Pid { node: peer.id, incarnation: 1, index: 1 };
+        let from = Pid { node: NodeId::of("here@localhost"), incarnation: 1, index: 1 };
+        let payload = Bytes::from(vec![7; 64 << 10]);
+        let cost = message_cost(&payload) as usize;
+        // Nobody writes: messages are queued while their credit lasts.
+        for _ in 0..SEND_CREDIT_BYTES / cost {
+            assert_eq!(peer.try_message(Frame::Send { from, to, tag: 1 }, payload.clone()), Ok(true));
+        }
+        assert_eq!(peer.try_message(Frame::Send { from, to, tag: 2 }, payload.clone()), Err(payload.clone()));
+        // The waiting send goes out once the writer gives credit back.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut message = pin!(peer.message(Frame::Send { from, to, tag: 3 }, payload.clone()));
+        assert!(message.as_mut().poll(&mut cx).is_pending());
+        peer.credit.add_permits(cost);
+        assert_eq!(message.as_mut().poll(&mut cx), Poll::Ready(true));
     }
 
     #[test]

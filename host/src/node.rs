@@ -26,7 +26,7 @@ use wasmtime::component::Linker;
 use crate::busy_wait::BusyWait;
 use crate::cache::{CodeCache, LoadedModule, ModuleId};
 use crate::config::NodeConfig;
-use crate::dist::Dist;
+use crate::dist::{Dist, Peer};
 use crate::engine::{self, fn_cache::FnCache};
 use crate::epoch::{EpochTicker, GuestActivity};
 use crate::error::{LoadError, RegisterError, SendError, SpawnError, StartError};
@@ -166,6 +166,15 @@ pub struct Node {
     inner: Arc<NodeInner>,
     runtime: Option<Runtime>,
     _ticker: EpochTicker,
+}
+
+/// What [`NodeInner::try_send`] did with a message.
+pub(crate) enum TrySend {
+    /// Delivered, queued for another node, or refused: nothing left to wait for.
+    Done(Result<(), SendError>),
+    /// For a node whose connection's send credit is spent: the payload back, for
+    /// [`NodeInner::send`] to wait with.
+    Wait(Bytes),
 }
 
 /// A pending `send-after` timer. Dropped when it leaves [`NodeInner::timers`] (it fired, was
@@ -580,11 +589,33 @@ impl NodeInner {
         tag: u64,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        self.check_size(&payload)?;
-        if to.node != self.id {
-            return self.send_remote(from, to, tag, payload).await;
+        match self.try_send(from, to, tag, payload) {
+            TrySend::Done(sent) => sent,
+            TrySend::Wait(payload) => self.send_remote(from, to, tag, payload).await,
         }
-        self.deliver(from, to, tag, payload)
+    }
+
+    /// [`NodeInner::send`] without the wait: what needs none is done (delivered, queued for
+    /// another node, or refused); a message for a node whose send credit is spent comes
+    /// back. The guest's `send` takes this path first, so that its common case builds no
+    /// future on the process's stack.
+    pub(crate) fn try_send(self: &Arc<Self>, from: Pid, to: Pid, tag: u64, payload: Bytes) -> TrySend {
+        if let Err(e) = self.check_size(&payload) {
+            return TrySend::Done(Err(e));
+        }
+        if to.node == self.id {
+            return TrySend::Done(self.deliver(from, to, tag, payload));
+        }
+        let peer = match self.remote_peer(to) {
+            Ok(Some(peer)) => peer,
+            Ok(None) => return TrySend::Done(Ok(())),
+            Err(e) => return TrySend::Done(Err(e)),
+        };
+        match peer.try_message(Frame::Send { from, to, tag }, payload) {
+            // A lost connection drops the message, as in Erlang: links and monitors tell.
+            Ok(_) => TrySend::Done(Ok(())),
+            Err(payload) => TrySend::Wait(payload),
+        }
     }
 
     /// Refuses a payload over the node's message size limit.
@@ -608,6 +639,16 @@ impl NodeInner {
             .map_err(|_| SendError::MailboxFull(to))
     }
 
+    /// The connection a message to the remote pid `to` goes by; none for a pid of the node's
+    /// previous incarnation, whose messages are dropped.
+    fn remote_peer(self: &Arc<Self>, to: Pid) -> Result<Option<Arc<Peer>>, SendError> {
+        let dist = self.dist.as_ref().ok_or_else(|| SendError::Unreachable(self.node_label(to.node)))?;
+        let peer =
+            dist.peer_by_id(self, to.node).ok_or_else(|| SendError::Unreachable(self.node_label(to.node)))?;
+        Ok(peer.incarnation().is_none_or(|i| i == to.incarnation).then_some(peer))
+    }
+
+    /// A message to another node, waiting for send credit.
     async fn send_remote(
         self: &Arc<Self>,
         from: Pid,
@@ -615,13 +656,9 @@ impl NodeInner {
         tag: u64,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        let dist = self.dist.as_ref().ok_or_else(|| SendError::Unreachable(self.node_label(to.node)))?;
-        let peer =
-            dist.peer_by_id(self, to.node).ok_or_else(|| SendError::Unreachable(self.node_label(to.node)))?;
-        if peer.incarnation().is_some_and(|i| i != to.incarnation) {
-            // A pid of the node's previous incarnation.
+        let Some(peer) = self.remote_peer(to)? else {
             return Ok(());
-        }
+        };
         // A lost connection drops the message, as in Erlang: links and monitors tell.
         peer.message(Frame::Send { from, to, tag }, payload).await;
         Ok(())

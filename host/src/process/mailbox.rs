@@ -6,12 +6,12 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::{Incoming, Selector};
 
@@ -36,6 +36,26 @@ pub struct Mailbox {
     ready: Notify,
     limit: usize,
     byte_limit: usize,
+}
+
+/// A receive's deadline (none: it waits forever), with its timer, made on its first wait:
+/// a timer is large, so it is boxed, and only receives that wait with a deadline make one.
+pub struct Deadline {
+    at: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Deadline {
+    /// A deadline at `at` (never if none).
+    pub fn new(at: Option<Instant>) -> Self {
+        Self { at, timer: None }
+    }
+
+    /// Ready once the deadline has passed; never for none.
+    fn poll_passed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(at) = self.at else { return Poll::Pending };
+        self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at))).as_mut().poll(cx)
+    }
 }
 
 struct Queue {
@@ -107,8 +127,10 @@ impl Mailbox {
     }
 
     /// Removes and returns the oldest entry matching `selectors`, if any, scanning from
-    /// position `from`; on a miss, `from` is advanced past everything scanned.
-    fn take_match(&self, selectors: &[Selector], from: &mut usize) -> Option<Incoming> {
+    /// position `from`; on a miss, `from` is advanced past everything scanned. Out of line:
+    /// a receive's wait calls it between waits, and its locals stay out of the wait's frame.
+    #[inline(never)]
+    pub(crate) fn take_match(&self, selectors: &[Selector], from: &mut usize) -> Option<Incoming> {
         let mut q = self.queue.lock();
         let start = (*from).min(q.entries.len());
         let found =
@@ -122,32 +144,34 @@ impl Mailbox {
         }
     }
 
+    /// Waits for the next push, or until `deadline`: false once the deadline has passed. A
+    /// push that came after the owner last looked is never missed (the [`Notify`]'s stored
+    /// permit). Its frame is small on purpose: a waiting process's stack ends in it, and every
+    /// page of stack a waiting process has touched stays resident (W4b).
+    pub async fn wait(&self, deadline: &mut Deadline) -> bool {
+        // One wait future for both cases (a `select!` would hold a second one in every
+        // waiting process's receive, W4b); a push that races the deadline is still seen.
+        let mut notified = pin!(self.ready.notified());
+        poll_fn(|cx| {
+            if notified.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            deadline.poll_passed(cx).map(|()| false)
+        })
+        .await
+    }
+
     /// Waits for the oldest entry matching `selectors` (anything if empty), until `deadline`
     /// (forever if none). Entries that do not match stay, in order. A deadline, not a
     /// timeout: a caller that receives again after an entry it does not want keeps its time.
     pub async fn receive(&self, selectors: &[Selector], deadline: Option<Instant>) -> Option<Incoming> {
-        // Boxed, and made once per receive: a timer is large, and inline it would enlarge
-        // every pending receive, with or without a timeout.
-        let mut timer = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+        let mut deadline = Deadline::new(deadline);
         let mut scanned = 0;
         loop {
             if let Some(entry) = self.take_match(selectors, &mut scanned) {
                 return Some(entry);
             }
-            // One wait future for both cases (a `select!` would hold a second one in every
-            // waiting process's receive, W4b); a push that races the deadline is still taken.
-            let mut notified = pin!(self.ready.notified());
-            let timed_out = poll_fn(|cx| {
-                if notified.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(false);
-                }
-                match timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
-                    Some(Poll::Ready(())) => Poll::Ready(true),
-                    _ => Poll::Pending,
-                }
-            })
-            .await;
-            if timed_out {
+            if !self.wait(&mut deadline).await {
                 return self.take_match(selectors, &mut scanned);
             }
         }
