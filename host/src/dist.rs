@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError, mpsc, oneshot, watch};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -231,16 +231,8 @@ impl Peer {
     /// Queues a message, waiting for send credit; false if the peer is gone.
     pub async fn message(&self, frame: Frame, payload: Bytes) -> bool {
         let cost = message_cost(&payload);
-        let permit = match self.credit.try_acquire_many(cost) {
-            Ok(p) => p,
-            Err(_) => match self.credit.acquire_many(cost).await {
-                Ok(p) => p,
-                Err(_) => return false,
-            },
-        };
-        // The writer returns the credit once the frame is written.
-        permit.forget();
-        self.queue.send(Outgoing { frame, payload, credit: cost }).is_ok()
+        let Ok(permit) = self.credit.acquire_many(cost).await else { return false };
+        self.queue_with(permit, Outgoing { frame, payload, credit: cost })
     }
 
     /// Queues a message if its send credit is there now (false if the peer is gone); gives
@@ -248,14 +240,17 @@ impl Peer {
     pub fn try_message(&self, frame: Frame, payload: Bytes) -> Result<bool, Bytes> {
         let cost = message_cost(&payload);
         match self.credit.try_acquire_many(cost) {
-            Ok(permit) => {
-                // The writer returns the credit once the frame is written.
-                permit.forget();
-                Ok(self.queue.send(Outgoing { frame, payload, credit: cost }).is_ok())
-            }
+            Ok(permit) => Ok(self.queue_with(permit, Outgoing { frame, payload, credit: cost })),
             Err(TryAcquireError::Closed) => Ok(false),
             Err(TryAcquireError::NoPermits) => Err(payload),
         }
+    }
+
+    /// Queues a message whose send credit `permit` holds; false if the peer is gone.
+    fn queue_with(&self, permit: SemaphorePermit<'_>, outgoing: Outgoing) -> bool {
+        // The writer returns the credit once the frame is written.
+        permit.forget();
+        self.queue.send(outgoing).is_ok()
     }
 }
 

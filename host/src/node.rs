@@ -173,7 +173,7 @@ pub(crate) enum TrySend {
     /// Delivered, queued for another node, or refused: nothing left to wait for.
     Done(Result<(), SendError>),
     /// For a node whose connection's send credit is spent: the payload back, for
-    /// [`NodeInner::send`] to wait with.
+    /// [`NodeInner::send_remote`] to wait with.
     Wait(Bytes),
 }
 
@@ -648,8 +648,9 @@ impl NodeInner {
         Ok(peer.incarnation().is_none_or(|i| i == to.incarnation).then_some(peer))
     }
 
-    /// A message to another node, waiting for send credit.
-    async fn send_remote(
+    /// A message to another node, waiting for send credit (after [`NodeInner::try_send`] gave
+    /// it back).
+    pub(crate) async fn send_remote(
         self: &Arc<Self>,
         from: Pid,
         to: Pid,

@@ -23,7 +23,7 @@ use super::spore::process::mailbox::{self as wit, Host};
 use crate::error::SendError;
 use crate::node::TrySend;
 use crate::process::entry::{RUNNING, WAITING};
-use crate::process::mailbox::Deadline;
+use crate::process::mailbox::Mailbox;
 use crate::process::state::ProcState;
 use crate::process::{Incoming, Pid, Selector};
 
@@ -130,7 +130,7 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
             };
             // What waits already is taken here, with no wait's future built or polled.
             let mut scanned = 0;
-            if let Some(entry) = store.data_mut().take_entry(&selectors, &mut scanned) {
+            if let Some(entry) = take_entry(&store.data().me.mailbox, &selectors, &mut scanned) {
                 return Box::new(std::future::ready(Ok((Some(entry),))));
             }
             let deadline = deadline_of(timeout_ms);
@@ -161,7 +161,7 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
                     return Ok((Err(e),));
                 }
                 let mut scanned = 0;
-                if let Some(entry) = state.take_entry(&selectors, &mut scanned) {
+                if let Some(entry) = take_entry(&state.me.mailbox, &selectors, &mut scanned) {
                     return Ok((Ok(Some(entry)),));
                 }
                 // The receive's time starts after the send, as when the guest makes the two calls.
@@ -185,7 +185,7 @@ fn send_waiting(
 ) -> Box<dyn Future<Output = wasmtime::Result<(Result<(), wit::SendError>,)>> + Send + '_> {
     Box::new(async move {
         let state = store.data_mut();
-        Ok((state.node.send(state.me.pid, to, tag, payload).await.map_err(Into::into),))
+        Ok((state.node.send_remote(state.me.pid, to, tag, payload).await.map_err(Into::into),))
     })
 }
 
@@ -209,7 +209,7 @@ impl Host for ProcState {
         let to: Pid = to.into();
         let sent = match self.try_send(to, tag, payload) {
             TrySend::Done(sent) => sent,
-            TrySend::Wait(payload) => self.node.send(self.me.pid, to, tag, payload).await,
+            TrySend::Wait(payload) => self.node.send_remote(self.me.pid, to, tag, payload).await,
         };
         Ok(sent.map_err(Into::into))
     }
@@ -310,37 +310,29 @@ impl ProcState {
 
     /// `receive`'s wait, shared with `send-receive`: the caller has checked the selectors and
     /// found no match in the first `scanned` entries. Entries are taken between waits
-    /// ([`ProcState::take_entry`]), so that only this and the mailbox's small
-    /// [`Mailbox::wait`](crate::process::mailbox::Mailbox::wait) are polled during a wait.
+    /// ([`take_entry`], out of line: see
+    /// [`Mailbox::wait_for`](crate::process::mailbox::Mailbox::wait_for)).
     async fn receive_entry(
         &mut self,
         selectors: &[Selector],
         deadline: Option<Instant>,
         mut scanned: usize,
     ) -> Option<GuestIncoming> {
-        let mut deadline = Deadline::new(deadline);
         self.me.state.store(WAITING, Ordering::Relaxed);
-        let entry = loop {
-            let in_time = self.me.mailbox.wait(&mut deadline).await;
-            if let Some(entry) = self.take_entry(selectors, &mut scanned) {
-                break Some(entry);
-            }
-            if !in_time {
-                break None;
-            }
-        };
+        let mailbox = &self.me.mailbox;
+        let entry = mailbox.wait_for(deadline, || take_entry(mailbox, selectors, &mut scanned)).await;
         self.me.state.store(RUNNING, Ordering::Relaxed);
         entry
     }
+}
 
-    /// Takes the oldest entry matching `selectors` after the first `scanned`, in its guest
-    /// form; group events, which never reach guests, are dropped on the way.
-    #[inline(never)]
-    fn take_entry(&self, selectors: &[Selector], scanned: &mut usize) -> Option<GuestIncoming> {
-        loop {
-            if let Some(entry) = to_wit(self.me.mailbox.take_match(selectors, scanned)?) {
-                return Some(entry);
-            }
+/// Takes the oldest entry matching `selectors` after the first `scanned`, in its guest form;
+/// group events, which never reach guests, are dropped on the way.
+#[inline(never)]
+fn take_entry(mailbox: &Mailbox, selectors: &[Selector], scanned: &mut usize) -> Option<GuestIncoming> {
+    loop {
+        if let Some(entry) = to_wit(mailbox.take_match(selectors, scanned)?) {
+            return Some(entry);
         }
     }
 }

@@ -40,14 +40,14 @@ pub struct Mailbox {
 
 /// A receive's deadline (none: it waits forever), with its timer, made on its first wait:
 /// a timer is large, so it is boxed, and only receives that wait with a deadline make one.
-pub struct Deadline {
+struct Deadline {
     at: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Deadline {
     /// A deadline at `at` (never if none).
-    pub fn new(at: Option<Instant>) -> Self {
+    fn new(at: Option<Instant>) -> Self {
         Self { at, timer: None }
     }
 
@@ -128,7 +128,7 @@ impl Mailbox {
 
     /// Removes and returns the oldest entry matching `selectors`, if any, scanning from
     /// position `from`; on a miss, `from` is advanced past everything scanned. Out of line:
-    /// a receive's wait calls it between waits, and its locals stay out of the wait's frame.
+    /// a receive calls it between waits, and its locals stay out of the wait's frame.
     #[inline(never)]
     pub(crate) fn take_match(&self, selectors: &[Selector], from: &mut usize) -> Option<Incoming> {
         let mut q = self.queue.lock();
@@ -146,9 +146,8 @@ impl Mailbox {
 
     /// Waits for the next push, or until `deadline`: false once the deadline has passed. A
     /// push that came after the owner last looked is never missed (the [`Notify`]'s stored
-    /// permit). Its frame is small on purpose: a waiting process's stack ends in it, and every
-    /// page of stack a waiting process has touched stays resident (W4b).
-    pub async fn wait(&self, deadline: &mut Deadline) -> bool {
+    /// permit).
+    async fn wait(&self, deadline: &mut Deadline) -> bool {
         // One wait future for both cases (a `select!` would hold a second one in every
         // waiting process's receive, W4b); a push that races the deadline is still seen.
         let mut notified = pin!(self.ready.notified());
@@ -161,20 +160,37 @@ impl Mailbox {
         .await
     }
 
+    /// Waits until `take` takes something, trying it after each push, or until `deadline`
+    /// (forever if none), when it tries once more. The caller has tried it already. What is
+    /// polled during the wait is small on purpose: `take` runs between waits, a waiting
+    /// process's stack ends here, and every page of stack a waiting process has touched
+    /// stays resident (W4b); so `take` should be out of line.
+    pub async fn wait_for<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut take: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let mut deadline = Deadline::new(deadline);
+        loop {
+            let in_time = self.wait(&mut deadline).await;
+            if let Some(taken) = take() {
+                return Some(taken);
+            }
+            if !in_time {
+                return None;
+            }
+        }
+    }
+
     /// Waits for the oldest entry matching `selectors` (anything if empty), until `deadline`
     /// (forever if none). Entries that do not match stay, in order. A deadline, not a
     /// timeout: a caller that receives again after an entry it does not want keeps its time.
     pub async fn receive(&self, selectors: &[Selector], deadline: Option<Instant>) -> Option<Incoming> {
-        let mut deadline = Deadline::new(deadline);
         let mut scanned = 0;
-        loop {
-            if let Some(entry) = self.take_match(selectors, &mut scanned) {
-                return Some(entry);
-            }
-            if !self.wait(&mut deadline).await {
-                return self.take_match(selectors, &mut scanned);
-            }
+        if let Some(entry) = self.take_match(selectors, &mut scanned) {
+            return Some(entry);
         }
+        self.wait_for(deadline, || self.take_match(selectors, &mut scanned)).await
     }
 
     /// Waits until `deadline` (forever if none) for the oldest entry, then appends it to
