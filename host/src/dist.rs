@@ -320,12 +320,20 @@ impl Dist {
     pub fn bind(
         config: DistConfig,
         name: &str,
+        incarnation: u32,
         net: tokio::runtime::Handle,
         max_message: usize,
     ) -> Result<Self, BindError> {
         let identity = ClusterIdentity::from_cookie(config.cookie.as_bytes(), name)?;
-        let transport =
-            Transport::bind_with(&identity, config.listen_ip, config.ports, config.tick, config.send_window)?;
+        let claim = Claim { node: NodeId::of(name), incarnation };
+        let transport = Transport::bind_with(
+            &identity,
+            claim,
+            config.listen_ip,
+            config.ports,
+            config.tick,
+            config.send_window,
+        )?;
         // Hidden nodes register too (as in Erlang): the nodes running processes that a tool
         // spawned send their output back to it.
         let mapper = config.mapper_port.map(|port| {

@@ -305,6 +305,7 @@ impl Node {
                 let dist = Dist::bind(
                     dist_config.clone(),
                     &config.name,
+                    incarnation,
                     runtime.handle().clone(),
                     config.max_message_bytes,
                 )

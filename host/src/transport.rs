@@ -6,10 +6,12 @@
 //! - [`tls`]: the cookie-derived cluster key, its verifiers and the rustls configurations.
 //! - [`peer`]: the handshake driver, the frame reader and the batching writer.
 //! - [`kx`]: key exchange with key pairs made ahead of the handshakes.
+//! - [`resume`]: session tickets that resume with any node of the cookie.
 //! - [`socket`]: the endpoint's UDP socket, read without an empty read per wake-up.
 
 mod kx;
 pub mod peer;
+mod resume;
 pub(crate) mod socket;
 pub mod tls;
 
@@ -121,31 +123,40 @@ pub struct Transport {
 
 impl Transport {
     /// Opens the endpoint on the first free port of `ports` on `ip`, with the default send
-    /// window. Must run inside the node's runtime.
+    /// window, for the node that dials as `claim`. Must run inside the node's runtime.
     pub fn bind(
         identity: &ClusterIdentity,
+        claim: Claim,
         ip: IpAddr,
         ports: (u16, u16),
         tick: Duration,
     ) -> Result<Self, BindError> {
-        Self::bind_with(identity, ip, ports, tick, DEFAULT_SEND_WINDOW)
+        Self::bind_with(identity, claim, ip, ports, tick, DEFAULT_SEND_WINDOW)
     }
 
     /// [`Transport::bind`] with `send_window` bytes allowed in flight per connection.
     pub fn bind_with(
         identity: &ClusterIdentity,
+        claim: Claim,
         ip: IpAddr,
         ports: (u16, u16),
         tick: Duration,
         send_window: u64,
     ) -> Result<Self, BindError> {
         let transport = Arc::new(transport_config(tick, send_window));
-        let server_crypto = QuicServerConfig::try_from(identity.server_config()?)
-            .map_err(|e| BindError::Endpoint(e.to_string()))?;
+        let server_tls = identity.server_config()?;
+        let client_tls = Arc::new(identity.client_config()?);
+        // Without tickets a node's first connections make full handshakes: slower, no less
+        // sound, so a failure here is not the node's end.
+        if let Err(e) = identity.seed_tickets(&client_tls, &server_tls, claim) {
+            tracing::warn!("first connections will not resume: {e}");
+        }
+        let server_crypto =
+            QuicServerConfig::try_from(server_tls).map_err(|e| BindError::Endpoint(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
         server.transport_config(Arc::clone(&transport));
-        let client_crypto = QuicClientConfig::try_from(identity.client_config()?)
-            .map_err(|e| BindError::Endpoint(e.to_string()))?;
+        let client_crypto =
+            QuicClientConfig::try_from(client_tls).map_err(|e| BindError::Endpoint(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport);
         let socket = bind_in_range(ip, ports)?;
@@ -174,8 +185,9 @@ impl Transport {
         self.endpoint.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Dials node `node` at `addr` as the node `claim` names; `node`'s certificate must name
-    /// it. Returns once the TLS handshake is done on this side.
+    /// Dials node `node` at `addr` as the node `claim` names (the claim the transport was
+    /// bound with, for its tickets to resume). Returns once the TLS handshake is done on this
+    /// side; whether `node` was reached, its hello tells ([`peer::dial`]).
     pub async fn connect(
         &self,
         addr: SocketAddr,
@@ -186,7 +198,7 @@ impl Transport {
         let _handshake = kx::Handshake::start();
         let connecting = self
             .endpoint
-            .connect_with(self.client.clone(), addr, &claim.server_name(node))
+            .connect_with(self.client.clone(), addr, &claim.server_name())
             .map_err(|e| ConnectError::Transport { node: node.to_owned(), reason: e.to_string() })?;
         connecting.await.map_err(|e| connect_error(node, &e))
     }

@@ -10,8 +10,8 @@ use spore_host::transport::tls::{Claim, ClusterIdentity};
 use spore_host::transport::{ConnectError, Transport, peer};
 use spore_host::{DistConfig, ExitReason, Incoming, Selector, SpawnRequest, cbor};
 use spore_tests::{
-    DEADLINE, TICK, as_text, cluster, dist_node, free_port, guests, int, load, next_down, next_message,
-    next_node_event, next_signal, spawn, text,
+    DEADLINE, TICK, as_text, claim, cluster, cluster_ticking, dist_node, free_port, guests, int, load,
+    next_down, next_message, next_node_event, next_signal, spawn, text,
 };
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn a_node_waits_for_a_connection_it_admitted_instead_of_dialing_and_dials_
     let mut fakes = Vec::new();
     for name in ["slowpoke@localhost", "quitter@localhost"] {
         let identity = ClusterIdentity::from_cookie(b"test-cookie", name)?;
-        let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+        let transport = Transport::bind(&identity, claim(name), [127, 0, 0, 1].into(), (0, 0), TICK)?;
         dist.addresses.insert(name.to_owned(), transport.local_addr());
         let hello = Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 1, hidden: false };
         fakes.push((transport, hello));
@@ -185,7 +185,8 @@ async fn a_peer_claiming_another_name_is_refused() -> anyhow::Result<()> {
     // Right cookie, certificate for "mallory"; a hello claiming "alice", or a ClientHello
     // claiming someone else than the hello.
     let identity = ClusterIdentity::from_cookie(b"test-cookie", "mallory@localhost")?;
-    let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+    let transport =
+        Transport::bind(&identity, claim("mallory@localhost"), [127, 0, 0, 1].into(), (0, 0), TICK)?;
     let hello =
         |name: &str| Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 1, hidden: false };
     let cases = [
@@ -395,7 +396,9 @@ async fn messages_larger_than_a_small_send_window_arrive_in_order() -> anyhow::R
 #[tokio::test]
 async fn a_million_messages_arrive_complete_and_in_order() -> anyhow::Result<()> {
     const N: u64 = 1_000_000;
-    let nodes = cluster("million", 2);
+    // The test is about delivery; with the short tick, a concurrent test's spinning guests
+    // (every core busy for six seconds) could time the link out in a debug build.
+    let nodes = cluster_ticking("million", 2, Duration::from_secs(15));
     let (a, b) = (&nodes[0], &nodes[1]);
     let sink = load(b, guests::SINK).await?;
     let mut me = a.host_process();
@@ -437,6 +440,35 @@ async fn nodes_busy_with_spinning_guests_stay_connected() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
+async fn a_first_connection_resumes_and_a_dial_that_reached_another_node_fails() -> anyhow::Result<()> {
+    let nodes = cluster("resume", 1);
+    let target = nodes[0].name().to_owned();
+    let addr = nodes[0].local_addr().context("address")?;
+    let name = "dialer@localhost";
+    let identity = ClusterIdentity::from_cookie(b"test-cookie", name)?;
+    let transport = Transport::bind(&identity, claim(name), [127, 0, 0, 1].into(), (0, 0), TICK)?;
+    let hello = || Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 1, hidden: true };
+    // Never connected to the target, and yet resumed: the certificate the dialer holds for
+    // its peer is its own, from the ticket it gave itself at start (a full handshake would
+    // have brought the target's).
+    let conn = transport.connect(addr, &target, claim(name)).await?;
+    let certs = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+        .context("no peer certificate")?;
+    ensure!(spore_host::transport::tls::cert_names(&certs[0], name).is_ok(), "not resumed");
+    let est = peer::dial(&conn, hello(), &target, 1 << 20).await?;
+    ensure!(est.peer.name == target);
+    conn.close(0u32.into(), b"done");
+    // The target's certificate no longer names the node dialled in the TLS handshake: its
+    // hello does, and a dial that reached another node fails on it.
+    let conn = transport.connect(addr, "elsewhere@localhost", claim(name)).await?;
+    let err = peer::dial(&conn, hello(), "elsewhere@localhost", 1 << 20).await.err().context("accepted")?;
+    ensure!(err.to_string().contains("but it says it is"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn hostile_input_closes_only_that_connection() -> anyhow::Result<()> {
     let nodes = cluster("hostile", 2);
     let (victim, friend) = (&nodes[0], &nodes[1]);
@@ -447,7 +479,8 @@ async fn hostile_input_closes_only_that_connection() -> anyhow::Result<()> {
     udp.send_to(b"\x00garbage that is not QUIC\xff", addr)?;
 
     let identity = ClusterIdentity::from_cookie(b"test-cookie", "rogue@localhost")?;
-    let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+    let transport =
+        Transport::bind(&identity, claim("rogue@localhost"), [127, 0, 0, 1].into(), (0, 0), TICK)?;
     let hello =
         || Hello { version: PROTOCOL_VERSION, name: "rogue@localhost".into(), incarnation: 1, hidden: true };
     let mut buf = bytes::BytesMut::new();

@@ -6,7 +6,7 @@ use spore_host::proto::{self, Frame, Hello, PROTOCOL_VERSION, Query};
 use spore_host::transport::tls::{Claim, ClusterIdentity};
 use spore_host::transport::{Transport, peer};
 use spore_host::{DistConfig, ExitReason, Incoming, Node, NodeConfig, NodeId, Pid, SpawnRequest};
-use spore_tests::{DEADLINE, TICK, cluster, guests, next_signal};
+use spore_tests::{DEADLINE, TICK, claim, cluster, guests, next_signal};
 
 /// A hand-driven connection to a node, as the hidden node `name`.
 struct Rogue {
@@ -21,7 +21,7 @@ impl Rogue {
     async fn dial(node: &Node, name: &str) -> anyhow::Result<Self> {
         let addr = node.local_addr().context("address")?;
         let identity = ClusterIdentity::from_cookie(b"test-cookie", name)?;
-        let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+        let transport = Transport::bind(&identity, claim(name), [127, 0, 0, 1].into(), (0, 0), TICK)?;
         let hello = Hello { version: PROTOCOL_VERSION, name: name.into(), incarnation: 1, hidden: true };
         let conn = transport.connect(addr, node.name(), Claim::of(&hello)).await?;
         let est = peer::dial(&conn, hello, node.name(), 1 << 20).await?;
@@ -107,7 +107,8 @@ async fn a_spawn_reply_from_a_node_that_was_not_asked_leaves_the_spawn_alone() -
     // The node asked is a fake that hands over the reference of the request it gets, and
     // answers when told.
     let identity = ClusterIdentity::from_cookie(b"test-cookie", "asked@localhost")?;
-    let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+    let transport =
+        Transport::bind(&identity, claim("asked@localhost"), [127, 0, 0, 1].into(), (0, 0), TICK)?;
     let asked_addr = transport.local_addr();
     let (reference_tx, reference_rx) = tokio::sync::oneshot::channel();
     let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<()>();

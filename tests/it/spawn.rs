@@ -11,7 +11,7 @@ use spore_host::{
     CacheDir, DistConfig, ExitReason, Incoming, Node, NodeConfig, Selector, SpawnError, SpawnRequest, cbor,
 };
 use spore_tests::{
-    DEADLINE, TICK, cluster, dist_node, free_port, guests, int, next_message, next_signal, text,
+    DEADLINE, TICK, claim, cluster, dist_node, free_port, guests, int, next_message, next_signal, text,
 };
 
 fn echo_request() -> SpawnRequest {
@@ -90,7 +90,8 @@ async fn bytes_that_do_not_match_their_hash_are_refused() -> anyhow::Result<()> 
     let b = &nodes[0];
     let addr = b.local_addr().context("address")?;
     let identity = ClusterIdentity::from_cookie(b"test-cookie", "rogue@localhost")?;
-    let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+    let transport =
+        Transport::bind(&identity, claim("rogue@localhost"), [127, 0, 0, 1].into(), (0, 0), TICK)?;
     let hello =
         Hello { version: PROTOCOL_VERSION, name: "rogue@localhost".into(), incarnation: 1, hidden: true };
     let conn = transport.connect(addr, b.name(), Claim::of(&hello)).await?;
@@ -181,7 +182,7 @@ async fn fake_target(transport: Transport, name: &str, close: bool) {
 async fn a_target_dying_or_silent_during_a_spawn_is_an_error_within_the_deadline() -> anyhow::Result<()> {
     for (fake_name, close) in [("dying@localhost", true), ("silent@localhost", false)] {
         let identity = ClusterIdentity::from_cookie(b"test-cookie", fake_name)?;
-        let transport = Transport::bind(&identity, [127, 0, 0, 1].into(), (0, 0), TICK)?;
+        let transport = Transport::bind(&identity, claim(fake_name), [127, 0, 0, 1].into(), (0, 0), TICK)?;
         let fake_addr = transport.local_addr();
         let fake = tokio::spawn(fake_target(transport, fake_name, close));
         let mut dist = DistConfig::new("test-cookie");

@@ -127,11 +127,21 @@ pub fn free_port() -> u16 {
 /// The liveness tick of test clusters: short, so that lost nodes are noticed quickly.
 pub const TICK: Duration = Duration::from_millis(1500);
 
+/// The claim a hand-driven dialer `node` (incarnation 1) binds its transport with.
+pub fn claim(node: &str) -> spore_host::transport::tls::Claim {
+    spore_host::transport::tls::Claim { node: spore_host::NodeId::of(node), incarnation: 1 }
+}
+
 /// A distributed node for tests: loopback, a private mapper on `mapper_port`, `cookie`.
 pub fn dist_node(name: &str, cookie: &str, mapper_port: u16) -> Node {
+    dist_node_ticking(name, cookie, mapper_port, TICK)
+}
+
+/// [`dist_node`] with the liveness tick `tick`.
+fn dist_node_ticking(name: &str, cookie: &str, mapper_port: u16, tick: Duration) -> Node {
     let mut dist = DistConfig::new(cookie);
     dist.mapper_port = Some(mapper_port);
-    dist.tick = TICK;
+    dist.tick = tick;
     // No disk cache: each node must receive the modules it runs, so shipping can be counted.
     let config = NodeConfig { dist: Some(dist), cache_dir: CacheDir::Disabled, ..test_config(name) };
     Node::start(config).expect("start distributed node")
@@ -139,8 +149,17 @@ pub fn dist_node(name: &str, cookie: &str, mapper_port: u16) -> Node {
 
 /// `n` nodes named `<prefix><i>@localhost` sharing a cookie and a private mapper.
 pub fn cluster(prefix: &str, n: usize) -> Vec<Node> {
+    cluster_ticking(prefix, n, TICK)
+}
+
+/// [`cluster`] with the liveness tick `tick`: for a test about something else than liveness
+/// that loads the CPUs for long, where the short [`TICK`] would end its connections when a
+/// concurrent test saturates both cores (debug builds, spinning guests).
+pub fn cluster_ticking(prefix: &str, n: usize, tick: Duration) -> Vec<Node> {
     let mapper = free_port();
-    (0..n).map(|i| dist_node(&format!("{prefix}{i}@localhost"), "test-cookie", mapper)).collect()
+    (0..n)
+        .map(|i| dist_node_ticking(&format!("{prefix}{i}@localhost"), "test-cookie", mapper, tick))
+        .collect()
 }
 
 /// Waits for a node event about `name` (up or down) at `me`.
