@@ -1,8 +1,9 @@
 //! Mutual TLS keyed by the cookie: one Ed25519 key pair, the cluster key, derived
 //! deterministically from the cookie (HKDF-SHA256 → seed). Every node presents a certificate
 //! for the cluster key that names it, and accepts a peer only if the peer's certificate
-//! carries the same key; the handshake's signature then proves the peer holds that key, and
-//! so knows the cookie. The cookie itself never crosses the wire.
+//! carries the same key; a full handshake's signature then proves the peer holds that key,
+//! and so knows the cookie (a resumed one proves it by the ticket: [`super::resume`]). The
+//! cookie itself never crosses the wire.
 //!
 //! Until commit a312bdc, the cookie's key was a CA that signed a fresh leaf key per
 //! node start, checked by stock rustls verifiers. That proved the same thing (a cookie holder
