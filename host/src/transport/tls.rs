@@ -119,7 +119,10 @@ impl ClusterIdentity {
     pub fn from_cookie(cookie: &[u8], node: &str) -> Result<Self, TlsError> {
         let prk = cluster_prk(cookie);
         let key = cluster_key(&prk)?;
-        let mut params = CertificateParams::new(vec![cert_name(node)])?;
+        let name = cert_name(node);
+        // Also `*.<name>`, the server names that nodes of the builds before cluster-wide
+        // resumption ask for (`<claim>.<name>`) and check: they can still dial this one.
+        let mut params = CertificateParams::new(vec![format!("*.{name}"), name])?;
         params.distinguished_name.push(DnType::CommonName, node);
         params.extended_key_usages =
             vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
@@ -348,6 +351,16 @@ mod tests {
         let id = ClusterIdentity::from_cookie(b"c", "a@host").unwrap();
         assert!(cert_names(&id.cert, "a@host").is_ok());
         assert!(cert_names(&id.cert, "b@host").is_err());
+        // The name a node of an earlier build asks for when it dials a@host.
+        let parsed = webpki::EndEntityCert::try_from(&id.cert).unwrap();
+        let claim = Claim { node: NodeId::of("b@host"), incarnation: 7 };
+        let earlier = |node: &str| {
+            let label = claim.server_name();
+            let (label, _) = label.split_once('.').unwrap();
+            ServerName::try_from(format!("{label}.{}", cert_name(node))).unwrap()
+        };
+        assert!(parsed.verify_is_valid_for_subject_name(&earlier("a@host")).is_ok());
+        assert!(parsed.verify_is_valid_for_subject_name(&earlier("b@host")).is_err());
     }
 
     #[test]
