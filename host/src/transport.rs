@@ -116,6 +116,8 @@ pub enum BindError {
 pub struct Transport {
     endpoint: Endpoint,
     client: quinn::ClientConfig,
+    /// Tops the node's session tickets up when dials have used them.
+    seeder: Arc<resume::Seeder>,
     /// The raw descriptor of the endpoint's socket, for the busy-wait to watch.
     #[cfg(unix)]
     fd: std::os::fd::RawFd,
@@ -146,9 +148,10 @@ impl Transport {
         let transport = Arc::new(transport_config(tick, send_window));
         let server_tls = identity.server_config()?;
         let client_tls = Arc::new(identity.client_config()?);
+        let seeder = Arc::new(identity.seeder(Arc::clone(&client_tls), &server_tls, claim)?);
         // Without tickets a node's first connections make full handshakes: slower, no less
         // sound, so a failure here is not the node's end.
-        if let Err(e) = identity.seed_tickets(&client_tls, &server_tls, claim) {
+        if let Err(e) = seeder.seed() {
             tracing::warn!("first connections will not resume: {e}");
         }
         let server_crypto =
@@ -169,6 +172,7 @@ impl Transport {
         Ok(Self {
             endpoint,
             client,
+            seeder,
             #[cfg(unix)]
             fd,
         })
@@ -200,7 +204,10 @@ impl Transport {
             .endpoint
             .connect_with(self.client.clone(), addr, &claim.server_name())
             .map_err(|e| ConnectError::Transport { node: node.to_owned(), reason: e.to_string() })?;
-        connecting.await.map_err(|e| connect_error(node, &e))
+        let connected = connecting.await.map_err(|e| connect_error(node, &e));
+        // The dial took a ticket; a failed one brought none back.
+        self.seeder.top_up();
+        connected
     }
 
     /// The next incoming connection attempt.

@@ -5,7 +5,7 @@
 //! cookie ([`TicketKey`]), so a ticket that any node issued opens on every other: it is the
 //! cookie, used as a pre-shared key through TLS's resumption (rustls has no external PSKs).
 //! A node keeps the tickets it was given in one pool for all peers ([`Tickets`]), and at
-//! start gives itself a few through a handshake with itself, in memory ([`seed`]). A
+//! start gives itself a few through a handshake with itself, in memory ([`Seeder`]). A
 //! resumed handshake proves what a full one proves here, that the peer knows the cookie:
 //! only a cookie holder can open the ticket, or make the binder that the dialer sends with
 //! it. Each connection still makes its own X25519 exchange, so its keys stay its own.
@@ -16,6 +16,7 @@
 //! learns whom it reached from the acceptor's hello.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -35,6 +36,8 @@ const TICKET_LIFETIME_SECS: u32 = 24 * 60 * 60;
 const SEED_TICKETS: usize = 8;
 /// Tickets a node keeps; each connection takes one and brings the ones its peer sends.
 const MAX_TICKETS: usize = 16;
+/// Tickets left at which a node gives itself more ([`Seeder::top_up`]).
+const LOW_TICKETS: usize = 2;
 /// AES-GCM's tag.
 const TAG_LEN: usize = 16;
 
@@ -163,19 +166,56 @@ impl ClientSessionStore for Tickets {
     }
 }
 
-/// Gives the client of `client` [`SEED_TICKETS`] tickets for the server name `name`, by a
-/// handshake between `client` and `server` in memory (about half a millisecond of CPU, once
-/// per node start). The tickets land in `client`'s session store.
-pub fn seed(
-    client: &Arc<ClientConfig>,
-    server: &ServerConfig,
+/// Gives a node's pool tickets by handshakes with itself, in memory: at start, and again
+/// when dials that brought none back (to a node that is down, or of another cookie: each
+/// takes a ticket) have run the pool low.
+pub struct Seeder {
+    /// The node's client configuration: a ticket resumes only with the one that received it.
+    client: Arc<ClientConfig>,
+    /// The node's server configuration, issuing [`SEED_TICKETS`] per handshake.
+    server: Arc<ServerConfig>,
+    /// The node's claim, as the server name its dials ask for.
     name: ServerName<'static>,
-) -> Result<(), TlsError> {
-    let mut server = server.clone();
-    server.send_tls13_tickets = SEED_TICKETS;
-    let mut c = ClientConnection::new(Arc::clone(client), name)?;
-    let mut s = ServerConnection::new(Arc::new(server))?;
-    handshake(&mut c, &mut s)
+    tickets: Arc<Tickets>,
+    /// Whether a top-up runs.
+    running: AtomicBool,
+}
+
+impl Seeder {
+    /// A seeder for the pool `tickets` of `client`, whose dials ask for `name`.
+    pub fn new(
+        client: Arc<ClientConfig>,
+        server: &ServerConfig,
+        name: ServerName<'static>,
+        tickets: Arc<Tickets>,
+    ) -> Self {
+        let mut server = server.clone();
+        server.send_tls13_tickets = SEED_TICKETS;
+        Self { client, server: Arc::new(server), name, tickets, running: AtomicBool::new(false) }
+    }
+
+    /// One handshake with itself: [`SEED_TICKETS`] more tickets, for about half a millisecond
+    /// of CPU.
+    pub fn seed(&self) -> Result<(), TlsError> {
+        let mut c = ClientConnection::new(Arc::clone(&self.client), self.name.clone())?;
+        let mut s = ServerConnection::new(Arc::clone(&self.server))?;
+        handshake(&mut c, &mut s)
+    }
+
+    /// Seeds on a blocking thread if the pool holds [`LOW_TICKETS`] or fewer and no top-up
+    /// runs; the handle resolves once it is done. Call within a tokio runtime.
+    pub fn top_up(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        if self.tickets.len() > LOW_TICKETS || self.running.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let seeder = Arc::clone(self);
+        Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = seeder.seed() {
+                tracing::warn!("cannot make session tickets: {e}");
+            }
+            seeder.running.store(false, Ordering::Release);
+        }))
+    }
 }
 
 /// Runs a handshake between `c` and `s` in memory, until both are done and have nothing

@@ -29,7 +29,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use super::resume::{TicketKey, Tickets};
+use super::resume::{Seeder, TicketKey, Tickets};
 use crate::process::NodeId;
 use crate::proto::{ALPN, Hello};
 
@@ -166,17 +166,17 @@ impl ClusterIdentity {
         Ok(config)
     }
 
-    /// Gives `client` (made by [`Self::client_config`], and the one the node will dial with:
-    /// a ticket resumes only with the configuration that received it) its first session
-    /// tickets for `claim`, by a handshake with `server` in memory.
-    pub fn seed_tickets(
+    /// The seeder of this node's session tickets for `claim`, by handshakes between `client`
+    /// (made by [`Self::client_config`], and the one the node will dial with: a ticket
+    /// resumes only with the configuration that received it) and `server`, in memory.
+    pub fn seeder(
         &self,
-        client: &Arc<rustls::ClientConfig>,
+        client: Arc<rustls::ClientConfig>,
         server: &rustls::ServerConfig,
         claim: Claim,
-    ) -> Result<(), TlsError> {
+    ) -> Result<Seeder, TlsError> {
         let name = ServerName::try_from(claim.server_name()).map_err(|e| TlsError::Seed(e.to_string()))?;
-        super::resume::seed(client, server, name)
+        Ok(Seeder::new(client, server, name, Arc::clone(&self.tickets)))
     }
 
     /// Session tickets held.
@@ -384,7 +384,7 @@ mod tests {
     fn seeded(a: &ClusterIdentity, claim: Claim) -> (Arc<rustls::ClientConfig>, rustls::ServerConfig) {
         let client = Arc::new(a.client_config().unwrap());
         let server = a.server_config().unwrap();
-        a.seed_tickets(&client, &server, claim).unwrap();
+        a.seeder(Arc::clone(&client), &server, claim).unwrap().seed().unwrap();
         (client, server)
     }
 
@@ -432,5 +432,26 @@ mod tests {
         // Another cookie's node opens no ticket, and refuses the certificate.
         let x = ClusterIdentity::from_cookie(b"another cookie", "x@host").unwrap();
         assert!(connect(&client, x.server_config().unwrap(), claim).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_pool_run_low_by_failed_dials_is_topped_up() {
+        let claim = Claim { node: NodeId::of("a@host"), incarnation: 7 };
+        let a = ClusterIdentity::from_cookie(b"c", "a@host").unwrap();
+        let client = Arc::new(a.client_config().unwrap());
+        let seeder = Arc::new(a.seeder(Arc::clone(&client), &a.server_config().unwrap(), claim).unwrap());
+        seeder.seed().unwrap();
+        let seeded = a.tickets();
+        assert!(seeder.top_up().is_none(), "{seeded} tickets: no top-up needed");
+        // Dials to a node of another cookie: each takes a ticket and brings none.
+        let x = ClusterIdentity::from_cookie(b"another cookie", "x@host").unwrap();
+        while a.tickets() > 0 {
+            assert!(connect(&client, x.server_config().unwrap(), claim).is_err());
+        }
+        seeder.top_up().expect("a top-up").await.unwrap();
+        assert_eq!(a.tickets(), seeded);
+        let b = ClusterIdentity::from_cookie(b"c", "b@host").unwrap();
+        let (c, _) = connect(&client, b.server_config().unwrap(), claim).unwrap();
+        assert_eq!(c.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
     }
 }
