@@ -31,8 +31,13 @@ pub const VARIANTS: [(&str, bool); 2] = [("quic64", false), ("quic64-spin", true
 /// runtime (its socket registers with the runtime's driver).
 fn transport(node: &str) -> anyhow::Result<Transport> {
     let identity = ClusterIdentity::from_cookie(COOKIE, node)?;
-    let claim = Claim { node: spore_host::NodeId::of(node), incarnation: 1 };
-    Ok(Transport::bind(&identity, claim, IpAddr::V4(Ipv4Addr::LOCALHOST), (0, 0), Duration::from_secs(15))?)
+    Ok(Transport::bind(
+        &identity,
+        spore_tests::claim(node),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (0, 0),
+        Duration::from_secs(15),
+    )?)
 }
 
 /// Keeps a current-thread runtime polling its sockets, never asleep, until dropped: its task
