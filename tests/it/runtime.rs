@@ -349,6 +349,23 @@ async fn pids_inside_messages_can_be_forwarded_and_used_to_reply() -> anyhow::Re
     Ok(())
 }
 
+/// Each process of a chain spawns the next as soon as it starts, then waits for what comes
+/// back: a child that runs before its parent goes on (see `yield_to_child`) spawns and waits
+/// in its turn, and the answer still climbs the whole chain.
+#[tokio::test]
+async fn a_chain_of_processes_each_spawning_the_next_passes_an_answer_back_up() -> anyhow::Result<()> {
+    // The tests' nodes run at most 64 processes.
+    const LINKS: u32 = 50;
+    let node = node("chain@localhost");
+    let relay = load(&node, guests::RELAY).await?;
+    let mut me = node.host_process();
+    let head = spawn(&node, relay, "chain", vec![int(LINKS.into()), node.pid_value(me.pid())])?;
+    let (from, back) = next_message(&mut me).await?;
+    ensure!(from == head, "answer from {from}, expected the chain's head {head}");
+    assert_eq!(back, text("end"));
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_process_sees_no_clock_environment_or_files_unless_granted() -> anyhow::Result<()> {
     let node = node("sandbox@localhost");
