@@ -31,13 +31,14 @@ pub enum CookieError {
     /// The file is empty, too large or not text.
     #[error("cookie file {0} does not hold a cookie (one line of text, at most 4096 bytes)")]
     Malformed(String),
-    /// Reading or creating the file failed.
-    #[error("cookie file {path}: {source}")]
+    /// Reading or creating the file failed. (The message names the cause, so it is not also
+    /// a `source`: printed as a chain, it would be said twice.)
+    #[error("cookie file {path}: {error}")]
     Io {
         /// The file.
         path: String,
         /// What failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The system's random source failed.
     #[error("cannot generate a cookie: no randomness")]
@@ -50,38 +51,61 @@ pub fn default_path() -> Result<PathBuf, CookieError> {
 }
 
 /// Reads the cookie at `path`, creating the file (mode 0400, random content) if missing.
+///
+/// Nodes started at the same moment on a fresh machine all find the file missing: the
+/// cookie is written whole to a file of this process's own and linked into place, so the
+/// file at `path` never exists half-written, and every process that loses the race reads
+/// the winner's cookie instead of failing or writing another.
 pub fn load_or_create(path: &Path) -> Result<String, CookieError> {
-    let io = |source| CookieError::Io { path: path.display().to_string(), source };
-    match std::fs::metadata(path) {
-        Ok(meta) => {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(CookieError::Permissions { path: path.display().to_string(), mode });
-            }
-            if meta.len() == 0 || meta.len() > MAX_COOKIE_BYTES {
-                return Err(CookieError::Malformed(path.display().to_string()));
-            }
-            let text = std::fs::read_to_string(path)
-                .map_err(|_| CookieError::Malformed(path.display().to_string()))?;
-            let cookie = text.trim();
-            if cookie.is_empty() || cookie.contains('\n') {
-                return Err(CookieError::Malformed(path.display().to_string()));
-            }
-            Ok(cookie.to_owned())
+    match read(path) {
+        Err(CookieError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+            create(path)?;
+            read(path)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cookie = generate()?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o400)
-                .open(path)
-                .map_err(io)?;
-            file.write_all(cookie.as_bytes()).map_err(io)?;
-            Ok(cookie)
-        }
-        Err(e) => Err(io(e)),
+        read => read,
     }
+}
+
+/// Reads the cookie at `path`, which must be readable by its owner only.
+fn read(path: &Path) -> Result<String, CookieError> {
+    let io = |error| CookieError::Io { path: path.display().to_string(), error };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CookieError::Permissions { path: path.display().to_string(), mode });
+    }
+    if meta.len() == 0 || meta.len() > MAX_COOKIE_BYTES {
+        return Err(CookieError::Malformed(path.display().to_string()));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|_| CookieError::Malformed(path.display().to_string()))?;
+    let cookie = text.trim();
+    if cookie.is_empty() || cookie.contains('\n') {
+        return Err(CookieError::Malformed(path.display().to_string()));
+    }
+    Ok(cookie.to_owned())
+}
+
+/// Creates the cookie file at `path` with a fresh cookie, unless another process did first.
+fn create(path: &Path) -> Result<(), CookieError> {
+    let io = |error| CookieError::Io { path: path.display().to_string(), error };
+    let cookie = generate()?;
+    // Named by randomness of its own, so that no two creators (threads of one process
+    // included) and no file left by a crash ever share it.
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(format!(".{}.new", &generate()?[..12]));
+    let staged = PathBuf::from(staged);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(&staged)?;
+        file.write_all(cookie.as_bytes())?;
+        file.sync_all()?;
+        match std::fs::hard_link(&staged, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        }
+    })();
+    let _ = std::fs::remove_file(&staged);
+    written.map_err(io)
 }
 
 /// A fresh random cookie.
@@ -121,6 +145,32 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = load_or_create(&path).unwrap_err().to_string();
         assert!(err.contains("mode 0644") && err.contains("chmod 400"), "{err}");
+    }
+
+    #[test]
+    fn processes_creating_the_cookie_at_once_all_read_the_same_one() {
+        for round in 0..20 {
+            let path = scratch(&format!("race-{round}"));
+            let cookies: Vec<_> = std::thread::scope(|s| {
+                let readers: Vec<_> = (0..8).map(|_| s.spawn(|| load_or_create(&path))).collect();
+                readers.into_iter().map(|r| r.join().unwrap().unwrap()).collect()
+            });
+            assert!(cookies.iter().all(|c| c == &cookies[0]), "round {round}: {cookies:?}");
+            assert_eq!(
+                std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+                1,
+                "a staged file was left"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cookie_in_a_missing_directory_says_which_file_and_why_once() {
+        let path = scratch("missing-dir").with_file_name("no-such-dir").join("cookie");
+        let err = load_or_create(&path).unwrap_err();
+        assert!(std::error::Error::source(&err).is_none());
+        let text = err.to_string();
+        assert!(text.contains("no-such-dir/cookie") && text.matches("os error").count() == 1, "{text}");
     }
 
     #[test]

@@ -6,12 +6,12 @@ use crate::process::Pid;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The path given.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (named in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// The bytes are not WebAssembly at all.
     #[error("not a WebAssembly file (no \\0asm header)")]

@@ -378,7 +378,7 @@ impl Node {
         let path = path.as_ref();
         let bytes = tokio::fs::read(path)
             .await
-            .map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+            .map_err(|error| LoadError::Read { path: path.display().to_string(), error })?;
         self.load(bytes).await
     }
 
