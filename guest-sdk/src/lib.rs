@@ -56,11 +56,15 @@
 //! # Memory per process
 //! A process's resident memory is counted in 4 KiB pages: of its linear memory, those it
 //! has touched. wasm-ld puts the stack (1 MiB by default) first and the static data above
-//! it, so the stack's top and the data start on different pages. A guest that runs many
-//! small processes saves one page (4 KiB) in each by linking with a stack whose top shares
-//! a page with the data, e.g. in its `build.rs`:
-//! `println!("cargo:rustc-link-arg=-zstack-size={}", (1 << 20) - (2 << 10));`
-//! (Spore's test guests do; an idle process of the smallest one then holds 29 KB in all.)
+//! it, so the stack's top and the data start on different pages, and the memory is at
+//! least 17 wasm pages (1.1 MiB) long. A guest that runs many small processes does better
+//! with a stack that fits in the first wasm page, 2 KiB short of it, e.g. in its `build.rs`:
+//! `println!("cargo:rustc-link-arg=-zstack-size={}", (64 << 10) - (2 << 10));`
+//! Its stack's top then shares a page with the data (one page, 4 KiB, less per process),
+//! and its memory is 2 wasm pages, which the node resets faster when a process ends
+//! (Spore's test guests do; an idle process of the smallest one then holds 29 KB in all).
+//! A guest that overflows its stack traps and ends that process: the stack lies below the
+//! data, so it would run below address 0.
 //! The process's native stack, where its wasm functions' frames and the host's calls run,
 //! is counted the same way: a process waiting in [`receive`] a few calls deep from its
 //! entry has touched one page of it; deep calls before it waits leave more resident.

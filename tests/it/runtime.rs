@@ -144,6 +144,17 @@ async fn a_panic_reaches_monitors_with_its_message() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_stack_overflow_traps_and_ends_that_process_only() -> anyhow::Result<()> {
+    let node = node("overflow@localhost");
+    let got = watched(&node, "overflow", "monitor").await?;
+    assert!(got.starts_with("down trap:") && got.contains("out of bounds"), "{got}");
+    // The watcher, on the same node, lived to report it; so does a new process.
+    let got = watched(&node, "panics", "monitor").await?;
+    assert!(got.starts_with("down panic: on purpose"), "{got}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_memory_bomb_ends_with_a_limit_reason() -> anyhow::Result<()> {
     let node = node("oom@localhost");
     let got = watched(&node, "oom", "monitor").await?;

@@ -1,5 +1,5 @@
-//! Ways to die: a trap, a panic, a memory bomb, a custom exit, an error result, and a
-//! watcher that reports the signals it gets to whoever started it.
+//! Ways to die: a trap, a panic, a memory bomb, a stack overflow, a custom exit, an error
+//! result, and a watcher that reports the signals it gets to whoever started it.
 
 use spore_guest::{ExitReason, Pid, Signal, receive_signal, send, spawn_link, spawn_monitor, trap_exit};
 
@@ -20,6 +20,21 @@ fn oom() {
     loop {
         hog.push(vec![7u8; 1 << 20]);
     }
+}
+
+/// Recurses with 1 KiB frames on the guest's own stack (62 KiB: tests/guests/build.rs)
+/// until it runs out.
+fn overflow() {
+    fn down(depth: u32) -> u32 {
+        let mut frame = [0u8; 1024];
+        frame[0] = depth as u8;
+        let frame = core::hint::black_box(&mut frame);
+        if depth == 0 {
+            return u32::from(frame[0]);
+        }
+        down(depth - 1) + u32::from(frame[1023])
+    }
+    core::hint::black_box(down(core::hint::black_box(1 << 20)));
 }
 
 /// Ends with a custom reason.
@@ -58,4 +73,4 @@ fn linked_victim() {
     }
 }
 
-spore_guest::entries!(trap, panics, oom, quit, fails, watch, linked_victim);
+spore_guest::entries!(trap, panics, oom, overflow, quit, fails, watch, linked_victim);
