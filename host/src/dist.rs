@@ -19,8 +19,8 @@ use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError, mpsc, oneshot, wa
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::{LoadedModule, ModuleId};
-use crate::error::SpawnError;
-use crate::mapper::{self, Mapper};
+use crate::error::{SpawnError, StartError};
+use crate::mapper::{self, FirstRegistration, Mapper};
 use crate::node::NodeInner;
 use crate::process::{NodeId, Pid, Ref};
 use crate::proto::{Frame, Hello, ModuleHeader, PROTOCOL_VERSION, Query, QueryReply};
@@ -323,8 +323,10 @@ impl Dist {
         incarnation: u32,
         net: tokio::runtime::Handle,
         max_message: usize,
-    ) -> Result<Self, BindError> {
-        let identity = ClusterIdentity::from_cookie(config.cookie.as_bytes(), name)?;
+    ) -> Result<Self, StartError> {
+        let listen = |e: BindError| StartError::Listen(e.to_string());
+        let identity =
+            ClusterIdentity::from_cookie(config.cookie.as_bytes(), name).map_err(|e| listen(e.into()))?;
         let claim = Claim { node: NodeId::of(name), incarnation };
         let transport = Transport::bind_with(
             &identity,
@@ -333,20 +335,25 @@ impl Dist {
             config.ports,
             config.tick,
             config.send_window,
-        )?;
+        )
+        .map_err(listen)?;
         // Hidden nodes register too (as in Erlang): the nodes running processes that a tool
         // spawned send their output back to it.
         let mapper = config.mapper_port.map(|port| {
             let short = name.split_once('@').map_or(name, |(s, _)| s).to_owned();
-            let (registered, wait) = std::sync::mpsc::channel();
-            let mapper =
-                Mapper::start(config.listen_ip, port, short, transport.local_addr().port(), registered);
+            let (first, wait) = std::sync::mpsc::channel();
+            let mapper = Mapper::start(config.listen_ip, port, short, transport.local_addr().port(), first);
             // Others can find this node once it is registered: wait for that, briefly.
-            if wait.recv_timeout(MAPPER_REGISTRATION_WAIT).is_err() {
-                tracing::warn!("not registered with the port mapper on port {port} yet");
+            match wait.recv_timeout(MAPPER_REGISTRATION_WAIT) {
+                Ok(FirstRegistration::Registered) => {}
+                Ok(FirstRegistration::Taken) => {
+                    return Err(StartError::NameTaken { name: name.to_owned(), mapper_port: port });
+                }
+                Err(_) => tracing::warn!("not registered with the port mapper on port {port} yet"),
             }
-            mapper
+            Ok(mapper)
         });
+        let mapper = mapper.transpose()?;
         Ok(Self {
             config,
             transport,
@@ -479,9 +486,14 @@ impl Dist {
         }
     }
 
-    /// Closes every connection, telling peers this node shuts down.
+    /// Closes every connection, telling peers this node shuts down, and gives up its name at
+    /// the port mapper.
     pub async fn shutdown(&self) {
         self.transport.close(close::SHUTDOWN, b"shutdown").await;
+        // The name is free for a node started under it next.
+        if let Some(mapper) = &self.mapper {
+            mapper.stop().await;
+        }
     }
 
     fn hello(&self, node: &NodeInner) -> Hello {

@@ -134,6 +134,17 @@ pub enum StartError {
     /// The node could not listen for other nodes.
     #[error("cannot listen for other nodes: {0}")]
     Listen(String),
+    /// Another node of this host runs under the name (the port mapper refused it).
+    #[error(
+        "the name {name} is taken: another node of this host runs under it (port mapper on \
+         port {mapper_port}); stop that node or choose another name"
+    )]
+    NameTaken {
+        /// The node's name.
+        name: String,
+        /// The port mapper's port.
+        mapper_port: u16,
+    },
     /// A runtime or thread could not be created.
     #[error("cannot start runtime: {0}")]
     Runtime(#[from] std::io::Error),

@@ -37,6 +37,10 @@ const MAX_LINE_BYTES: usize = 512;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before registering again after losing the mapper.
 const RETRY: Duration = Duration::from_millis(50);
+/// Refusals (`TAKEN`, [`RETRY`] apart) before a starting node is told that its name is
+/// taken. A node that stopped a moment ago may hold the name until the mapper has seen its
+/// connection close, so a node restarted at once under the same name asks a few times.
+const TAKEN_TRIES: u32 = 6;
 /// Most lines the mapper queues for one connection that does not read them (answers to
 /// requests it keeps sending, the table's changes): past it, the connection is closed, its
 /// registration with it, instead of the queue growing without bound.
@@ -116,7 +120,8 @@ async fn ask(addr: SocketAddr, request: &str) -> std::io::Result<String> {
 
 /// Keeps this node registered with its host's mapper, serving the mapper when none runs.
 pub struct Mapper {
-    task: tokio::task::JoinHandle<()>,
+    /// Until [`Mapper::stop`].
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     here: Arc<Here>,
 }
 
@@ -140,32 +145,70 @@ struct Registration {
     waiting: Arc<Mutex<VecDeque<oneshot::Sender<String>>>>,
 }
 
+/// How a node's first registration with its host's mapper went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstRegistration {
+    /// The name is registered (or this node serves the mapper, with its name in it).
+    Registered,
+    /// Another node of this host holds the name: the mapper refused it [`TAKEN_TRIES`]
+    /// times in a row.
+    Taken,
+}
+
+/// How one round of [`keep_registered`] ended.
+enum Round {
+    /// The registration (or the mapper this node served) was held, then lost.
+    Lost,
+    /// The mapper refused the name.
+    Refused,
+}
+
 impl Mapper {
     /// Starts registering `short` → `udp_port` with the mapper on `ip:mapper_port`, on the
-    /// current runtime. `registered` fires once the name is first registered.
+    /// current runtime. `first` is told how the first registration went, once.
     pub fn start(
         ip: IpAddr,
         mapper_port: u16,
         short: String,
         udp_port: u16,
-        registered: std::sync::mpsc::Sender<()>,
+        first: std::sync::mpsc::Sender<FirstRegistration>,
     ) -> Self {
         let loopback = ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::LOCALHOST);
         let here = Arc::new(Here { loopback, ..Here::default() });
         let task = tokio::spawn({
             let here = Arc::clone(&here);
             async move {
+                let mut first = Some(first);
+                let mut refusals = 0;
                 loop {
-                    if let Err(e) =
-                        keep_registered(ip, mapper_port, &short, udp_port, &registered, &here).await
-                    {
-                        tracing::debug!("port mapper: {e}");
+                    match keep_registered(ip, mapper_port, &short, udp_port, &mut first, &here).await {
+                        Ok(Round::Refused) if first.is_some() => {
+                            refusals += 1;
+                            if refusals == TAKEN_TRIES
+                                && let Some(first) = first.take()
+                            {
+                                let _ = first.send(FirstRegistration::Taken);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!("port mapper: {e}"),
                     }
                     tokio::time::sleep(RETRY).await;
                 }
             }
         });
-        Self { task, here }
+        Self { task: Mutex::new(Some(task)), here }
+    }
+
+    /// Ends the registration, or the mapper this node serves: its name is the mapper's to
+    /// give again once the mapper has read the connection's close, which has been sent when
+    /// this returns.
+    pub async fn stop(&self) {
+        let task = self.task.lock().take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// The address of node `name` if it runs on this host under `localhost`, from the
@@ -209,7 +252,9 @@ impl Mapper {
 
 impl Drop for Mapper {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.get_mut().take() {
+            task.abort();
+        }
     }
 }
 
@@ -227,25 +272,27 @@ fn parse_port(answer: &str) -> Option<Option<u16>> {
 }
 
 /// One round: serve the mapper if the port is free, else register with the one there and
-/// hold the registration until that mapper goes away.
+/// hold the registration until that mapper goes away. `first`, while the first
+/// registration is still to be told, hears that it is done; until then a refusal ends the
+/// round at once (to be asked again), and after it, when that mapper goes away.
 async fn keep_registered(
     ip: IpAddr,
     mapper_port: u16,
     short: &str,
     udp_port: u16,
-    registered: &std::sync::mpsc::Sender<()>,
+    first: &mut Option<std::sync::mpsc::Sender<FirstRegistration>>,
     here: &Here,
-) -> std::io::Result<()> {
+) -> std::io::Result<Round> {
     if let Ok(listener) = TcpListener::bind(SocketAddr::new(ip, mapper_port)).await {
         tracing::debug!(%ip, mapper_port, "serving the port mapper");
         let mut registry = Registry::default();
         registry.ports.insert(short.to_owned(), udp_port);
         let table = Arc::new(Mutex::new(registry));
         *here.table.lock() = Some(Arc::clone(&table));
-        let _ = registered.send(());
+        tell_registered(first);
         let served = serve(listener, table).await;
         *here.table.lock() = None;
-        return served;
+        return served.map(|()| Round::Lost);
     }
     let connect_ip = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
     let stream = TcpStream::connect(SocketAddr::new(connect_ip, mapper_port)).await?;
@@ -255,17 +302,20 @@ async fn keep_registered(
     let mut line = String::new();
     lines.read_line(&mut line).await?;
     if line.trim() != "OK" {
+        if first.is_some() {
+            return Ok(Round::Refused);
+        }
         tracing::warn!(name = short, "the port mapper refused the registration: {}", line.trim());
         // Held until the mapper closes the connection.
         line.clear();
         while lines.read_line(&mut line).await? > 0 {
             line.clear();
         }
-        return Ok(());
+        return Ok(Round::Refused);
     }
     let waiting = Arc::new(Mutex::new(VecDeque::new()));
     *here.registration.lock().await = Some(Registration { write, waiting: Arc::clone(&waiting) });
-    let _ = registered.send(());
+    tell_registered(first);
     // Held until the mapper closes the connection; what comes meanwhile is the table and
     // its changes, or answers to lookups.
     let held = async {
@@ -287,7 +337,14 @@ async fn keep_registered(
     here.copy.lock().clear();
     // Lookups still waiting see their answer channel close.
     waiting.lock().clear();
-    result
+    result.map(|()| Round::Lost)
+}
+
+/// Tells `first`, if it is still to be told, that the name is registered.
+fn tell_registered(first: &mut Option<std::sync::mpsc::Sender<FirstRegistration>>) {
+    if let Some(first) = first.take() {
+        let _ = first.send(FirstRegistration::Registered);
+    }
 }
 
 impl Here {
@@ -461,16 +518,41 @@ mod tests {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 
+    /// A mapper task for `short` → `udp_port` with the mapper on loopback `port`, and how
+    /// its first registration went (within a deadline).
+    async fn first(port: u16, short: &str, udp_port: u16) -> (Mapper, FirstRegistration) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mapper = Mapper::start(IpAddr::V4(Ipv4Addr::LOCALHOST), port, short.into(), udp_port, tx);
+        let first = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("told how the first registration went");
+        (mapper, first)
+    }
+
     /// A mapper task for `short` → `udp_port` with the mapper on loopback `port`, once it has
     /// registered (within a deadline).
     async fn started(port: u16, short: &str, udp_port: u16) -> Mapper {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mapper = Mapper::start(IpAddr::V4(Ipv4Addr::LOCALHOST), port, short.into(), udp_port, tx);
-        tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
-            .await
-            .unwrap()
-            .expect("registered with the mapper");
+        let (mapper, first) = first(port, short, udp_port).await;
+        assert_eq!(first, FirstRegistration::Registered);
         mapper
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_name_held_by_a_live_node_is_taken_and_free_again_once_it_ends() {
+        let port = free_port();
+        let _serving = started(port, "a", 1111).await;
+        let holder = started(port, "b", 2222).await;
+        let (refused, outcome) = first(port, "b", 3333).await;
+        assert_eq!(outcome, FirstRegistration::Taken);
+        drop(refused);
+        // The holder ends, and a node under its name registers at once after it: a restart.
+        drop(holder);
+        let restarted = started(port, "b", 4444).await;
+        assert_eq!(lookup("b@localhost", port).await.unwrap(), SocketAddr::from((Ipv4Addr::LOCALHOST, 4444)));
+        drop(restarted);
+        // The name the serving node holds is taken the same way.
+        assert_eq!(first(port, "a", 5555).await.1, FirstRegistration::Taken);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -262,6 +262,7 @@ impl Node {
         let workers =
             config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let busy_wait = Arc::new(BusyWait::new(config.busy_wait));
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         if busy_wait.enabled() {
             let busy_wait = Arc::clone(&busy_wait);
@@ -293,7 +294,6 @@ impl Node {
         {
             busy_wait.watch_epoll(epoll);
         }
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let id = NodeId::of(&config.name);
         let incarnation = fresh_incarnation();
         let node_names = DashMap::new();
@@ -301,15 +301,25 @@ impl Node {
         let dist = match &config.dist {
             None => None,
             Some(dist_config) => {
-                let _guard = runtime.enter();
-                let dist = Dist::bind(
-                    dist_config.clone(),
-                    &config.name,
-                    incarnation,
-                    runtime.handle().clone(),
-                    config.max_message_bytes,
-                )
-                .map_err(|e| StartError::Listen(e.to_string()))?;
+                let bound = {
+                    let _guard = runtime.enter();
+                    Dist::bind(
+                        dist_config.clone(),
+                        &config.name,
+                        incarnation,
+                        runtime.handle().clone(),
+                        config.max_message_bytes,
+                    )
+                };
+                let dist = match bound {
+                    Ok(dist) => dist,
+                    Err(e) => {
+                        // Not dropped: the caller may be in an async context, where dropping
+                        // a runtime panics.
+                        runtime.shutdown_background();
+                        return Err(e);
+                    }
+                };
                 #[cfg(unix)]
                 busy_wait.watch(dist.socket_fd());
                 Some(dist)

@@ -8,7 +8,9 @@ use ciborium::Value;
 use spore_host::proto::{Frame, Hello, PROTOCOL_VERSION};
 use spore_host::transport::tls::{Claim, ClusterIdentity};
 use spore_host::transport::{ConnectError, Transport, peer};
-use spore_host::{DistConfig, ExitReason, Incoming, Selector, SpawnRequest, cbor};
+use spore_host::{
+    DistConfig, ExitReason, Incoming, Node, NodeConfig, Selector, SpawnRequest, StartError, cbor,
+};
 use spore_tests::{
     DEADLINE, TICK, as_text, claim, cluster, cluster_ticking, dist_node, free_port, guests, int, load,
     next_down, next_message, next_node_event, next_signal, spawn, text,
@@ -49,6 +51,47 @@ async fn a_host_process_connects_and_disconnects_from_a_task_on_its_nodes_runtim
     // A name that no mapper or address knows fails instead of waiting.
     let unknown = tokio::time::timeout(DEADLINE, me.connect("nobody@localhost")).await?;
     ensure!(unknown.is_err(), "connecting to an unknown node succeeded");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_node_under_a_running_nodes_name_is_refused_and_a_restart_is_not() -> anyhow::Result<()> {
+    let mapper = free_port();
+    let config = |name: &str| {
+        let mut dist = DistConfig::new("test-cookie");
+        dist.mapper_port = Some(mapper);
+        NodeConfig { dist: Some(dist), ..spore_tests::test_config(name) }
+    };
+    let _other = Node::start(config("other@localhost"))?;
+    let first = Node::start(config("twin@localhost"))?;
+    // Started from an async context, as `spore node` starts it: an error, not a panic.
+    match Node::start(config("twin@localhost")) {
+        Err(StartError::NameTaken { name, mapper_port }) => {
+            assert_eq!((name.as_str(), mapper_port), ("twin@localhost", mapper));
+        }
+        other => anyhow::bail!("expected the name to be taken, got {:?}", other.map(|n| n.name().to_owned())),
+    }
+    // Stopped, its name is free again at once.
+    first.shutdown();
+    let again = Node::start(config("twin@localhost"))?;
+    assert_eq!(spore_host::mapper::lookup("twin@localhost", mapper).await?, again.local_addr().unwrap());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_whose_ports_are_all_busy_says_so() -> anyhow::Result<()> {
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let port = busy.local_addr()?.port();
+    let mut dist = DistConfig::new("test-cookie");
+    dist.mapper_port = Some(free_port());
+    dist.ports = (port, port);
+    let config = NodeConfig { dist: Some(dist), ..spore_tests::test_config("busy@localhost") };
+    match Node::start(config) {
+        Err(e @ StartError::Listen(_)) => {
+            assert!(e.to_string().contains(&format!("ports {port}-{port}")), "{e}")
+        }
+        other => anyhow::bail!("expected a listen error, got {:?}", other.map(|n| n.name().to_owned())),
+    }
     Ok(())
 }
 
