@@ -17,6 +17,9 @@ pub enum CookieError {
     /// No path given and no home directory.
     #[error("no cookie file given and $HOME is not set")]
     NoHome,
+    /// The path is a directory or another file that is not a regular one.
+    #[error("cookie file {0} is not a regular file")]
+    NotAFile(String),
     /// The file is readable by group or others.
     #[error(
         "cookie file {path} is readable by group or others (mode {mode:04o}); \
@@ -70,6 +73,9 @@ pub fn load_or_create(path: &Path) -> Result<String, CookieError> {
 fn read(path: &Path) -> Result<String, CookieError> {
     let io = |error| CookieError::Io { path: path.display().to_string(), error };
     let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(CookieError::NotAFile(path.display().to_string()));
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(CookieError::Permissions { path: path.display().to_string(), mode });
@@ -171,6 +177,16 @@ mod tests {
         assert!(std::error::Error::source(&err).is_none());
         let text = err.to_string();
         assert!(text.contains("no-such-dir/cookie") && text.matches("os error").count() == 1, "{text}");
+    }
+
+    #[test]
+    fn a_directory_is_not_a_cookie_file_and_no_chmod_is_suggested() {
+        let dir = scratch("a-dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = load_or_create(&dir).unwrap_err();
+        assert!(matches!(&err, CookieError::NotAFile(_)), "{err}");
+        assert!(!err.to_string().contains("chmod"), "{err}");
     }
 
     #[test]

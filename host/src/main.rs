@@ -114,7 +114,7 @@ struct ClusterArgs {
     #[arg(long, value_name = "PATH")]
     cookie_file: Option<PathBuf>,
     /// The cookie itself (for scripts; visible to other users in the process list).
-    #[arg(long, value_name = "COOKIE", conflicts_with = "cookie_file")]
+    #[arg(long, value_name = "COOKIE", conflicts_with = "cookie_file", value_parser = parse_cookie)]
     cookie: Option<String>,
     /// Interface (and optionally port) to listen on, e.g. 127.0.0.1 or 0.0.0.0:9000.
     #[arg(long, value_name = "IP[:PORT]")]
@@ -145,6 +145,15 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
         return Err(format!("{a} is above {b}"));
     }
     Ok((a, b))
+}
+
+/// A `--cookie`: any text but an empty one (as a cookie file's, it is trimmed).
+fn parse_cookie(s: &str) -> Result<String, String> {
+    let cookie = s.trim();
+    if cookie.is_empty() {
+        return Err("the cookie is empty".into());
+    }
+    Ok(cookie.to_owned())
 }
 
 fn parse_peer(s: &str) -> Result<(String, std::net::SocketAddr), String> {

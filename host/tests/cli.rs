@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use spore_host::demo::PING_PONG_WASM;
 
+mod common;
+use common::output_within;
+
 /// A scratch directory for this test's files.
 fn scratch(test: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli").join(test);
@@ -19,24 +22,6 @@ fn spore(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spore"));
     cmd.args(args).env("XDG_CACHE_HOME", dir.join("cache"));
     output_within(cmd, std::time::Duration::from_secs(60))
-}
-
-/// Runs `cmd` to completion, killing it if it takes longer than `limit`.
-fn output_within(mut cmd: Command, limit: std::time::Duration) -> Output {
-    use std::process::Stdio;
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start spore");
-    let pid = child.id();
-    let (done, finished) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let out = child.wait_with_output();
-        let _ = done.send(());
-        out
-    });
-    if finished.recv_timeout(limit).is_err() {
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        panic!("spore did not finish within {limit:?}");
-    }
-    waiter.join().expect("waiter thread").expect("spore output")
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {

@@ -11,6 +11,8 @@ use ciborium::Value;
 use spore_host::proto::{Query, QueryReply};
 use spore_host::{DistConfig, ExitReason, Incoming, Node, NodeConfig, Selector, cbor};
 
+mod common;
+
 /// How long to wait for something that should happen at once.
 const DEADLINE: Duration = Duration::from_secs(30);
 /// The liveness tick of these clusters.
@@ -157,6 +159,33 @@ fn a_cookie_file_readable_by_others_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("readable by group or others (mode 0644)") && err.contains("chmod 400"), "{err}");
+}
+
+#[test]
+fn a_second_node_under_a_running_nodes_name_stops_with_a_clear_error() {
+    let dir = scratch("twin");
+    let mapper = free_port();
+    let mut first = NodeProcess::start(&dir, "twin@localhost", mapper, &[]);
+    first.wait_for("listening on");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spore"));
+    cmd.args(["node", "--name", "twin@localhost", "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
+        .env("XDG_CACHE_HOME", dir.join("cache"));
+    let out = common::output_within(cmd, DEADLINE);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the name twin@localhost is taken"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn an_empty_cookie_is_refused_before_anything_starts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spore"))
+        .args(["node", "--name", "x@localhost", "--cookie", " "])
+        .output()
+        .expect("run spore");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the cookie is empty"), "{err}");
 }
 
 /// An in-process node of the same cluster as the child processes.
