@@ -5,12 +5,16 @@
 //! new member ([`GroupEvent::Joined`]) before the spawner can end, and each member's node
 //! sends its output and then its end ([`GroupEvent::Ended`]) in order, so the group is
 //! complete exactly when every announced member has ended.
+//!
+//! The leader watches the nodes its members run on: when the connection to one goes, its
+//! members there will send nothing more, and they end here with reason `noconnection`, as
+//! their links would fire (Erlang's group leader sees the same through its links).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 
 use crate::process::host::HostProcess;
-use crate::process::{ExitReason, GroupEvent, Incoming, Pid, Stream};
+use crate::process::{ExitReason, GroupEvent, Incoming, NodeId, Pid, Stream};
 
 /// A host process acting as group leader, tracking the group's members.
 pub struct GroupLeader {
@@ -19,12 +23,23 @@ pub struct GroupLeader {
     /// Members whose end arrived before their announcement (they ran on another node).
     ended_early: HashSet<Pid>,
     joined_any: bool,
+    /// Other nodes that members run on, watched for their connection's loss.
+    watched: HashSet<NodeId>,
+    /// Ends of members whose node was lost, to be handed out.
+    lost: VecDeque<GroupEvent>,
 }
 
 impl GroupLeader {
     pub(crate) fn new(process: HostProcess) -> Self {
         process.lead_group();
-        Self { process, live: HashSet::new(), ended_early: HashSet::new(), joined_any: false }
+        Self {
+            process,
+            live: HashSet::new(),
+            ended_early: HashSet::new(),
+            joined_any: false,
+            watched: HashSet::new(),
+            lost: VecDeque::new(),
+        }
     }
 
     /// Its pid: pass it as the group leader of spawns.
@@ -50,17 +65,31 @@ impl GroupLeader {
     /// The next event of the group, or `None` once the group is done.
     pub async fn next(&mut self) -> Option<GroupEvent> {
         loop {
+            if let Some(event) = self.lost.pop_front() {
+                return Some(event);
+            }
             if self.is_done() {
                 return None;
             }
-            let Some(Incoming::Group(event)) = self.process.receive(&[], None).await else {
-                continue;
+            let event = match self.process.receive(&[], None).await {
+                Some(Incoming::Group(event)) => event,
+                Some(Incoming::Node { name, up: false, .. }) => {
+                    self.node_lost(NodeId::of(&name));
+                    continue;
+                }
+                _ => continue,
             };
             match &event {
                 GroupEvent::Joined(pid) => {
                     self.joined_any = true;
                     if !self.ended_early.remove(pid) {
                         self.live.insert(*pid);
+                        if pid.node != self.process.pid().node
+                            && self.watched.insert(pid.node)
+                            && !self.process.monitor_node_of(*pid)
+                        {
+                            self.watched.remove(&pid.node);
+                        }
                     }
                 }
                 GroupEvent::Ended(pid, _) => {
@@ -71,6 +100,16 @@ impl GroupLeader {
                 GroupEvent::Output { .. } => {}
             }
             return Some(event);
+        }
+    }
+
+    /// The connection to `node` is gone: its members end with `noconnection`.
+    fn node_lost(&mut self, node: NodeId) {
+        self.watched.remove(&node);
+        let lost: Vec<Pid> = self.live.iter().copied().filter(|p| p.node == node).collect();
+        for pid in lost {
+            self.live.remove(&pid);
+            self.lost.push_back(GroupEvent::Ended(pid, ExitReason::Noconnection));
         }
     }
 

@@ -325,6 +325,45 @@ fn tut22_across_two_os_processes_prints_everything_on_the_spawning_node() {
     assert!(out.status.success() && table.starts_with("PID"), "{table}");
 }
 
+/// Waits until a process of `node` runs `entry`, asking with `spore ps`.
+fn wait_running(mapper: u16, node: &str, entry: &str) {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_spore"))
+            .args(["ps", "--node", node, "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
+            .output()
+            .expect("run spore ps");
+        let table = String::from_utf8_lossy(&out.stdout);
+        if table.lines().any(|l| l.split_whitespace().any(|w| w == entry)) {
+            return;
+        }
+        assert!(Instant::now() < until, "{entry} not running on {node} within {DEADLINE:?}: {table}");
+    }
+}
+
+#[test]
+fn spawn_ends_with_noconnection_when_the_node_running_its_process_is_killed() {
+    let dir = scratch("lost");
+    let mapper = free_port();
+    let mut target = NodeProcess::start(&dir, "lost@localhost", mapper, &[]);
+    target.wait_for("listening on");
+    let mut spawn = Command::new(env!("CARGO_BIN_EXE_spore"));
+    spawn
+        .args(["spawn"])
+        .arg(dir.join("ping_pong.wasm"))
+        .args(["pong", "--on", "lost@localhost", "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
+        .args(["--tick", &TICK_SECS.to_string()])
+        .env("XDG_CACHE_HOME", dir.join("cache"));
+    let waiting = std::thread::spawn(move || common::output_within(spawn, DEADLINE));
+    wait_running(mapper, "lost@localhost", "pong");
+    target.kill9();
+    // It used to wait for the process's end forever.
+    let out = waiting.join().expect("spawn's waiter");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("on lost@localhost exited: noconnection"), "{err}");
+}
+
 #[test]
 fn spawning_on_an_unknown_node_fails_with_a_clear_error() {
     let dir = scratch("nonode");
