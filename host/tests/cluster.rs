@@ -102,9 +102,9 @@ impl Drop for NodeProcess {
     }
 }
 
-/// Waits until `name` is registered on `node`, asking with `spore ps` (as the tutorial's user
-/// would wait for `start-pong` to return before typing `start-ping`).
-fn wait_registered(mapper: u16, node: &str, name: &str) {
+/// Waits until `spore ps` on `node` lists a row that `listed` accepts (as the tutorial's user
+/// would wait for `start-pong` to return before typing `start-ping`); `what` names it.
+fn wait_ps(mapper: u16, node: &str, what: &str, listed: impl Fn(&str) -> bool) {
     let until = Instant::now() + DEADLINE;
     loop {
         let out = Command::new(env!("CARGO_BIN_EXE_spore"))
@@ -112,11 +112,21 @@ fn wait_registered(mapper: u16, node: &str, name: &str) {
             .output()
             .expect("run spore ps");
         let table = String::from_utf8_lossy(&out.stdout);
-        if table.lines().any(|l| l.split_whitespace().nth(1) == Some(name)) {
+        if table.lines().any(&listed) {
             return;
         }
-        assert!(Instant::now() < until, "{name} not registered on {node} within {DEADLINE:?}: {table}");
+        assert!(Instant::now() < until, "{what} not on {node} within {DEADLINE:?}: {table}");
     }
+}
+
+/// Waits until `name` is registered on `node`.
+fn wait_registered(mapper: u16, node: &str, name: &str) {
+    wait_ps(mapper, node, name, |row| row.split_whitespace().nth(1) == Some(name));
+}
+
+/// Waits until a process of `node` runs `entry`.
+fn wait_running(mapper: u16, node: &str, entry: &str) {
+    wait_ps(mapper, node, entry, |row| row.split_whitespace().any(|w| w == entry));
 }
 
 #[test]
@@ -323,22 +333,6 @@ fn tut22_across_two_os_processes_prints_everything_on_the_spawning_node() {
         .expect("run spore ps");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && table.starts_with("PID"), "{table}");
-}
-
-/// Waits until a process of `node` runs `entry`, asking with `spore ps`.
-fn wait_running(mapper: u16, node: &str, entry: &str) {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_spore"))
-            .args(["ps", "--node", node, "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
-            .output()
-            .expect("run spore ps");
-        let table = String::from_utf8_lossy(&out.stdout);
-        if table.lines().any(|l| l.split_whitespace().any(|w| w == entry)) {
-            return;
-        }
-        assert!(Instant::now() < until, "{entry} not running on {node} within {DEADLINE:?}: {table}");
-    }
 }
 
 #[test]
