@@ -389,6 +389,11 @@ async fn run(
 
 /// Runs a named node until Ctrl-C (or SIGTERM), printing the output of its --run process.
 async fn node(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
+    // Read before the node starts: a missing file is an error before any "listening" line.
+    let run = match cmd.run.first() {
+        Some(module) => Some(std::fs::read(module).with_context(|| format!("cannot read {module}"))?),
+        None => None,
+    };
     let mut config = cmd.node.config();
     config.name = cmd.name.clone();
     config.dist = Some(cmd.cluster.dist(&cmd.name, cmd.hidden)?);
@@ -396,9 +401,8 @@ async fn node(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
     let addr = node.local_addr().map(|a| a.to_string()).unwrap_or_default();
     eprintln!("spore: node {} listening on {addr} (Ctrl-C to stop)", node.name());
     let mut group = node.group_leader();
-    if let Some(module) = cmd.run.first() {
+    if let Some(bytes) = run {
         let entry = cmd.run.get(1).map_or("main", String::as_str);
-        let bytes = std::fs::read(module).with_context(|| format!("cannot read {module}"))?;
         let id = node.load(bytes).await.context("cannot load the module")?;
         let mut request =
             SpawnRequest::new(id, entry).args(demo::text_args(&cmd.args)).group_leader(group.pid());

@@ -74,6 +74,17 @@ fn a_missing_file_is_a_clear_error() {
 }
 
 #[test]
+fn a_node_told_to_run_a_missing_file_says_so_before_it_starts() {
+    let dir = scratch("node-missing");
+    let missing = dir.join("missing.wasm").display().to_string();
+    let out = spore(&dir, &["node", "--name", "x@localhost", "--cookie", "c", "--run", &missing]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("cannot read") && err.contains("missing.wasm"), "{err}");
+    assert!(!err.contains("listening"), "{err}");
+}
+
+#[test]
 fn a_file_that_is_not_wasm_is_refused() {
     let dir = scratch("notwasm");
     let module = write(&dir, "notes.txt", b"hello, this is text\n");
