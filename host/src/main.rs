@@ -398,8 +398,6 @@ async fn node(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
     config.name = cmd.name.clone();
     config.dist = Some(cmd.cluster.dist(&cmd.name, cmd.hidden)?);
     let node = Node::start(config)?;
-    let addr = node.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    eprintln!("spore: node {} listening on {addr} (Ctrl-C to stop)", node.name());
     let mut group = node.group_leader();
     if let Some(bytes) = run {
         let entry = cmd.run.get(1).map_or("main", String::as_str);
@@ -409,6 +407,9 @@ async fn node(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
         request.grants = cmd.grants.grants();
         node.spawn(request)?;
     }
+    // Once `--run`'s module and entry have been found good: an error comes alone.
+    let addr = node.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    eprintln!("spore: node {} listening on {addr} (Ctrl-C to stop)", node.name());
     let print = async {
         let mut out = std::io::stdout();
         let mut err = std::io::stderr();

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use spore_host::demo::PING_PONG_WASM;
 
 mod common;
-use common::output_within;
+use common::{free_port, output_within};
 
 /// A scratch directory for this test's files.
 fn scratch(test: &str) -> PathBuf {
@@ -74,14 +74,22 @@ fn a_missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn a_node_told_to_run_a_missing_file_says_so_before_it_starts() {
+fn a_node_told_to_run_a_missing_file_or_entry_says_so_before_it_starts() {
     let dir = scratch("node-missing");
     let missing = dir.join("missing.wasm").display().to_string();
-    let out = spore(&dir, &["node", "--name", "x@localhost", "--cookie", "c", "--run", &missing]);
+    let mapper = free_port().to_string();
+    let node = ["node", "--name", "x@localhost", "--cookie", "c", "--mapper-port", &mapper, "--run"];
+    let out = spore(&dir, &[&node[..], &[&missing]].concat());
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("cannot read") && err.contains("missing.wasm"), "{err}");
     assert!(!err.contains("listening"), "{err}");
+    // An entry the module lacks, the same way.
+    let module = write(&dir, "ping_pong.wasm", PING_PONG_WASM);
+    let out = spore(&dir, &[&node[..], &[&module, "nosuch"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("unknown entry `nosuch`") && !err.contains("listening"), "{err}");
 }
 
 #[test]

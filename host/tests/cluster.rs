@@ -12,6 +12,7 @@ use spore_host::proto::{Query, QueryReply};
 use spore_host::{DistConfig, ExitReason, Incoming, Node, NodeConfig, Selector, cbor};
 
 mod common;
+use common::free_port;
 
 /// How long to wait for something that should happen at once.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -24,10 +25,6 @@ fn scratch(test: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
 /// A `spore node` child process whose output lines can be awaited.

@@ -20,3 +20,9 @@ pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
     }
     waiter.join().expect("waiter thread").expect("spore output")
 }
+
+/// A free TCP port on loopback, for a test's own port mapper (nodes on the default one
+/// would share names with every other test and node of the machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
