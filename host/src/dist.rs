@@ -419,7 +419,7 @@ impl Dist {
         if let Some(p) = self.peers.lock().get(&id) {
             return Some(Arc::clone(p));
         }
-        let name = node.node_names.get(&id).map(|n| n.value().clone())?;
+        let name = node.node_name(id)?;
         Some(self.peer_named(node, id, &name))
     }
 

@@ -84,12 +84,7 @@ impl GroupLeader {
                     self.joined_any = true;
                     if !self.ended_early.remove(pid) {
                         self.live.insert(*pid);
-                        if pid.node != self.process.pid().node
-                            && self.watched.insert(pid.node)
-                            && !self.process.monitor_node_of(*pid)
-                        {
-                            self.watched.remove(&pid.node);
-                        }
+                        self.watch_node_of(*pid);
                     }
                 }
                 GroupEvent::Ended(pid, _) => {
@@ -100,6 +95,17 @@ impl GroupLeader {
                 GroupEvent::Output { .. } => {}
             }
             return Some(event);
+        }
+    }
+
+    /// Watches the node of member `pid` for its loss, once per node; a node whose name is
+    /// not known yet is tried again at its next member.
+    fn watch_node_of(&mut self, pid: Pid) {
+        if pid.node == self.process.pid().node || self.watched.contains(&pid.node) {
+            return;
+        }
+        if self.process.monitor_node_of(pid) {
+            self.watched.insert(pid.node);
         }
     }
 

@@ -451,7 +451,7 @@ impl Node {
 
     /// The name of a node id this node has seen.
     pub fn node_name(&self, node: NodeId) -> Option<String> {
-        self.inner.node_names.get(&node).map(|n| n.value().clone())
+        self.inner.node_name(node)
     }
 
     /// Remembers the name of a node id (pids of that node become printable and reachable).
@@ -709,6 +709,11 @@ impl NodeInner {
         self.node_names.get(&node).map_or_else(|| format!("{node:?}"), |n| n.value().clone())
     }
 
+    /// The name of node `node`, if this node has learned it.
+    pub(crate) fn node_name(&self, node: NodeId) -> Option<String> {
+        self.node_names.get(&node).map(|n| n.value().clone())
+    }
+
     /// Remembers the name of a node id, if it is a well-formed node name: only remembered
     /// names are ever dialed or looked up in a port mapper (whose protocol is line-based).
     pub(crate) fn remember_node(&self, node: NodeId, name: &str) {
@@ -771,7 +776,7 @@ impl NodeInner {
     /// Sends a group event to a leader on another node.
     fn group_event_remote(self: &Arc<Self>, leader: Pid, event: GroupEvent) {
         let Some(dist) = &self.dist else { return };
-        let Some(name) = self.node_names.get(&leader.node).map(|n| n.value().clone()) else { return };
+        let Some(name) = self.node_name(leader.node) else { return };
         let peer = dist.peer(self, &name);
         match event {
             GroupEvent::Output { from, stream, bytes } => {

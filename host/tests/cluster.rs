@@ -27,6 +27,17 @@ fn scratch(test: &str) -> PathBuf {
     dir
 }
 
+/// `spore ARGS` as a member of the test cluster whose mapper is on `mapper`: its cookie, its
+/// liveness tick, and a module cache inside `dir`.
+fn cluster_command(dir: &Path, mapper: u16, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spore"));
+    cmd.args(args)
+        .args(["--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
+        .args(["--tick", &TICK_SECS.to_string()])
+        .env("XDG_CACHE_HOME", dir.join("cache"));
+    cmd
+}
+
 /// A `spore node` child process whose output lines can be awaited.
 struct NodeProcess {
     child: Child,
@@ -40,11 +51,8 @@ impl NodeProcess {
         if !module.exists() {
             std::fs::write(&module, spore_host::demo::PING_PONG_WASM).expect("write module");
         }
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spore"));
-        cmd.args(["node", "--name", name, "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
-            .args(["--tick", &TICK_SECS.to_string()])
-            .args(extra.iter().map(|a| a.replace("{module}", &module.display().to_string())))
-            .env("XDG_CACHE_HOME", dir.join("cache"))
+        let mut cmd = cluster_command(dir, mapper, &["node", "--name", name]);
+        cmd.args(extra.iter().map(|a| a.replace("{module}", &module.display().to_string())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start spore node");
@@ -174,9 +182,7 @@ fn a_second_node_under_a_running_nodes_name_stops_with_a_clear_error() {
     let mapper = free_port();
     let mut first = NodeProcess::start(&dir, "twin@localhost", mapper, &[]);
     first.wait_for("listening on");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spore"));
-    cmd.args(["node", "--name", "twin@localhost", "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
-        .env("XDG_CACHE_HOME", dir.join("cache"));
+    let cmd = cluster_command(&dir, mapper, &["node", "--name", "twin@localhost"]);
     let out = common::output_within(cmd, DEADLINE);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -338,13 +344,8 @@ fn spawn_ends_with_noconnection_when_the_node_running_its_process_is_killed() {
     let mapper = free_port();
     let mut target = NodeProcess::start(&dir, "lost@localhost", mapper, &[]);
     target.wait_for("listening on");
-    let mut spawn = Command::new(env!("CARGO_BIN_EXE_spore"));
-    spawn
-        .args(["spawn"])
-        .arg(dir.join("ping_pong.wasm"))
-        .args(["pong", "--on", "lost@localhost", "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
-        .args(["--tick", &TICK_SECS.to_string()])
-        .env("XDG_CACHE_HOME", dir.join("cache"));
+    let module = dir.join("ping_pong.wasm").display().to_string();
+    let spawn = cluster_command(&dir, mapper, &["spawn", &module, "pong", "--on", "lost@localhost"]);
     let waiting = std::thread::spawn(move || common::output_within(spawn, DEADLINE));
     wait_running(mapper, "lost@localhost", "pong");
     target.kill9();

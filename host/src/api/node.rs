@@ -18,7 +18,7 @@ impl Host for ProcState {
     }
 
     fn name_of(&mut self, node: u64) -> wasmtime::Result<Option<String>> {
-        Ok(self.node.node_names.get(&NodeId(node)).map(|n| n.value().clone()))
+        Ok(self.node.node_name(NodeId(node)))
     }
 
     fn nodes(&mut self) -> wasmtime::Result<Vec<String>> {

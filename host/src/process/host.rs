@@ -80,8 +80,7 @@ impl HostProcess {
     /// Watches the node of `pid` (see [`HostProcess::monitor_node`]), if this node knows its
     /// name (it does for any pid that came over a connection); false if it does not.
     pub(crate) fn monitor_node_of(&self, pid: Pid) -> bool {
-        let name = self.node.node_names.get(&pid.node).map(|n| n.value().clone());
-        name.inspect(|name| self.monitor_node(name, true)).is_some()
+        self.node.node_name(pid.node).inspect(|name| self.monitor_node(name, true)).is_some()
     }
 
     /// Waits for the oldest entry matching `selectors` (anything if empty), at most
