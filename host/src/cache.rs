@@ -3,7 +3,8 @@
 //!
 //! Only artifacts this node compiled itself are ever deserialized: bytes from elsewhere are
 //! validated and compiled locally (deserializing an artifact is `unsafe` for bytes this
-//! wasmtime did not produce).
+//! wasmtime did not produce), and an artifact is loaded only if its seal, a digest written
+//! with it, still matches ([`artifact`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,6 +27,7 @@ use crate::process::ExitReason;
 use crate::process::entry::{ProcessEntry, ProcessKind};
 use crate::process::state::{Grants, ProcState};
 
+mod artifact;
 mod writer;
 
 use writer::DiskWriter;
@@ -132,6 +134,8 @@ impl CodeCache {
             // The compiler is in wasmtime's tunables too; naming it here keeps a Winch
             // artifact from ever being taken for a Cranelift one.
             format!("{:?}", config.compiler).hash(&mut h);
+            // The artifact's format: unsealed artifacts of older nodes are not looked at.
+            "sealed".hash(&mut h);
             format!("{:016x}", h.finish())
         };
         Self {
@@ -224,11 +228,11 @@ impl CodeCache {
     }
 }
 
-/// Writes a compiled artifact to the disk cache.
+/// Writes a compiled artifact, sealed, to the disk cache.
 fn keep_artifact(path: &Path, component: &Component, disk: &DiskUsage) {
-    let written = component.serialize().map_err(std::io::Error::other).and_then(|serialized| {
-        write_atomically(path, &serialized)?;
-        Ok(serialized.len() as u64)
+    let written = artifact::seal(component).map_err(std::io::Error::other).and_then(|sealed| {
+        write_atomically(path, &sealed)?;
+        Ok(sealed.len() as u64)
     });
     match written {
         Ok(n) => disk.add(path.parent().unwrap_or(Path::new(".")), n),
@@ -329,22 +333,26 @@ fn check_header(bytes: &[u8], max: u64) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Compiles `bytes`, or loads the on-disk artifact at `artifact` when there is one; true
+/// Compiles `bytes`, or loads the on-disk artifact at `artifact_path` when there is one; true
 /// when the artifact was used. A new artifact is written later, from the compiled component
 /// (not compiled to bytes and loaded back, which copies and parses it once more on the way
 /// to the first spawn), and off the load path ([`CodeCache::keep`]).
-fn compile(engine: &Engine, bytes: &[u8], artifact: Option<PathBuf>) -> Result<(Component, bool), LoadError> {
-    if let Some(path) = artifact
+fn compile(
+    engine: &Engine,
+    bytes: &[u8],
+    artifact_path: Option<PathBuf>,
+) -> Result<(Component, bool), LoadError> {
+    if let Some(path) = artifact_path
         && path.exists()
     {
-        // SAFETY: the file was written by `Component::serialize` of an engine with the same
-        // compatibility hash (it is in the file name); wasmtime checks the header again.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match artifact::load(engine, &path) {
             Ok(c) => {
                 touch(&path);
                 return Ok((c, true));
             }
-            Err(e) => tracing::warn!(path = %path.display(), "ignoring cached artifact: {e:#}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring cached artifact, compiling again: {e}")
+            }
         }
     }
     let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;

@@ -271,7 +271,7 @@ async fn output_of_remote_processes_comes_home_in_causal_order() -> anyhow::Resu
 }
 
 #[tokio::test]
-async fn a_restarted_node_reuses_its_compiled_modules() -> anyhow::Result<()> {
+async fn a_restarted_node_reuses_its_compiled_modules_unless_damaged() -> anyhow::Result<()> {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("restart-cache");
     let _ = std::fs::remove_dir_all(&dir);
     let config = || NodeConfig {
@@ -285,6 +285,23 @@ async fn a_restarted_node_reuses_its_compiled_modules() -> anyhow::Result<()> {
     let second = Node::start(config())?;
     assert_eq!(second.load_file(guests::ECHO).await?, id);
     assert_eq!((second.stats().modules_compiled, second.stats().modules_from_disk), (0, 1));
+    second.shutdown();
+
+    // One byte of the compiled code changed on disk: not loaded, compiled again, replaced.
+    let files = std::fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>()?;
+    let artifacts: Vec<_> = files.iter().filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect();
+    let [artifact] = artifacts.as_slice() else { anyhow::bail!("one artifact expected: {artifacts:?}") };
+    let mut bytes = std::fs::read(artifact)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(artifact, &bytes)?;
+    let third = Node::start(config())?;
+    assert_eq!(third.load_file(guests::ECHO).await?, id);
+    assert_eq!((third.stats().modules_compiled, third.stats().modules_from_disk), (1, 0));
+    third.shutdown();
+    let fourth = Node::start(config())?;
+    assert_eq!(fourth.load_file(guests::ECHO).await?, id);
+    assert_eq!((fourth.stats().modules_compiled, fourth.stats().modules_from_disk), (0, 1));
     Ok(())
 }
 
