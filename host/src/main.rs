@@ -323,6 +323,10 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("SPORE_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours for a terminal only: escape codes in a log file or a pipe are noise.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
