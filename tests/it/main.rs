@@ -3,6 +3,7 @@
 mod bench_smoke;
 mod dist;
 mod lean;
+mod polyglot;
 mod rogue;
 mod rpc;
 mod runtime;
