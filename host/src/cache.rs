@@ -399,7 +399,8 @@ async fn list_entries(
     });
     let listed = match tokio::time::timeout(ENTRIES_DEADLINE, call).await {
         Ok(Ok(entries)) => Ok(entries),
-        Ok(Err(e)) => Err(LoadError::Entries(format!("{e:#}"))),
+        // Named as a process's end would be ("trap: wasm `unreachable` instruction executed").
+        Ok(Err(e)) => Err(LoadError::Entries(crate::process::spawn::reason_of(&e).to_string())),
         Err(_) => Err(LoadError::Entries("`entries` did not return within 2 s".into())),
     };
     // An `entries` that linked, monitored or registered (any module may) ends like a

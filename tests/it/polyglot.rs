@@ -22,10 +22,84 @@ async fn a_guest_written_by_hand_in_wat_lists_its_entries_sends_and_traps() -> a
 
     let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "trap"))?;
     let reason = next_down(&mut me, monitor).await?;
-    ensure!(matches!(reason, ExitReason::Trap(_)), "{reason}");
+    ensure!(reason.to_string() == "trap: wasm `unreachable` instruction executed", "{reason}");
 
     // The entries it lists are the ones a spawn may name.
     let refused = node.spawn(SpawnRequest::new(module, "other")).unwrap_err().to_string();
     ensure!(refused.contains("main, trap"), "{refused}");
+    Ok(())
+}
+
+/// A component of the world without imports whose core module is `body` (which must
+/// export `entries` and `start`), with the memory and allocator both need.
+fn component(body: &str) -> anyhow::Result<Vec<u8>> {
+    Ok(wat::parse_str(format!(
+        r#"(component
+             (core module $m
+               (memory (export "memory") 1)
+               (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+               {body})
+             (core instance $i (instantiate $m))
+             (alias core export $i "memory" (core memory $memory))
+             (alias core export $i "cabi_realloc" (core func $realloc))
+             (func (export "entries") (result (list string))
+               (canon lift (core func $i "entries") (memory $memory)))
+             (func (export "start") (param "entry" string) (param "args" (list u8))
+               (canon lift (core func $i "start") (memory $memory) (realloc $realloc))))"#
+    ))?)
+}
+
+#[tokio::test]
+async fn a_module_whose_entries_misbehave_is_refused_at_load_and_the_node_keeps_serving() -> anyhow::Result<()>
+{
+    let node = node("watbad@localhost");
+    let start = r#"(func (export "start") (param i32 i32 i32 i32))"#;
+    let cases = [
+        (
+            "traps",
+            r#"(func (export "entries") (result i32) unreachable)"#,
+            "trap: wasm `unreachable` instruction executed",
+        ),
+        (
+            "points outside its memory",
+            r#"(func (export "entries") (result i32) (i32.const 65532))"#,
+            "out of bounds",
+        ),
+        (
+            "lists a string outside its memory",
+            r#"(data (i32.const 0) "\00\00\ff\7f\04\00\00\00\00\00\00\00\01\00\00\00")
+               (func (export "entries") (result i32) (i32.const 8))"#,
+            "out of bounds",
+        ),
+        (
+            "lists a string that is not UTF-8",
+            r#"(data (i32.const 0) "\ff\fe\00\00\00\00\00\00\00\00\00\00\02\00\00\00\08\00\00\00\01\00\00\00")
+               (func (export "entries") (result i32) (i32.const 16))"#,
+            "utf-8",
+        ),
+        (
+            "never returns",
+            r#"(func (export "entries") (result i32) (loop $l (br $l)) unreachable)"#,
+            "within 2 s",
+        ),
+    ];
+    for (what, entries, expected) in cases {
+        let refused = node.load(component(&format!("{entries} {start}"))?).await;
+        let Err(error) = refused else { anyhow::bail!("an `entries` that {what} was accepted") };
+        let message = error.to_string();
+        ensure!(
+            message.starts_with("module failed while listing its entries")
+                && message.to_lowercase().contains(expected),
+            "an `entries` that {what}: {message}"
+        );
+    }
+    // The node still loads and runs modules.
+    let bytes = wat::parse_file(concat!(env!("CARGO_MANIFEST_DIR"), "/guests/wat/hello.wat"))?;
+    let module = node.load(bytes).await?;
+    let mut me = node.host_process();
+    node.register("collector", me.pid())?;
+    node.spawn(SpawnRequest::new(module, "main"))?;
+    let (_, hello) = next_message(&mut me).await?;
+    ensure!(hello == text("hello from wat"), "{hello:?}");
     Ok(())
 }

@@ -171,7 +171,11 @@ pub(crate) fn reason_of(e: &wasmtime::Error) -> ExitReason {
     if let Some(trap) = e.downcast_ref::<Trap>() {
         return match trap {
             Trap::OutOfFuel => ExitReason::Limit("fuel budget exhausted".into()),
-            trap => ExitReason::Trap(trap.to_string()),
+            // wasmtime says "wasm trap: ..."; the reason already reads "trap: ...".
+            trap => {
+                let text = trap.to_string();
+                ExitReason::Trap(text.strip_prefix("wasm trap: ").unwrap_or(&text).to_owned())
+            }
         };
     }
     ExitReason::Trap(format!("{e:#}"))
