@@ -103,3 +103,35 @@ async fn a_module_whose_entries_misbehave_is_refused_at_load_and_the_node_keeps_
     ensure!(hello == text("hello from wat"), "{hello:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_host_call_given_memory_the_guest_does_not_have_ends_that_process_only() -> anyhow::Result<()> {
+    let hello = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/guests/wat/hello.wat"))?;
+    let (name, payload) = ("(i32.const 64) (i32.const 9)", "(i32.const 80) (i32.const 15)");
+    ensure!(hello.contains(name) && hello.contains(payload), "hello.wat's send-named call changed");
+    let node = node("watcall@localhost");
+    let mut me = node.host_process();
+    node.register("collector", me.pid())?;
+    let cases = [
+        ("a name outside its memory", hello.replace(name, "(i32.const 65530) (i32.const 9)"), "string"),
+        (
+            "a payload longer than its memory",
+            hello.replace(payload, "(i32.const 80) (i32.const 2000000000)"),
+            "list",
+        ),
+    ];
+    for (what, source, kind) in cases {
+        let module = node.load(wat::parse_str(&source)?).await?;
+        let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "main"))?;
+        let reason = next_down(&mut me, monitor).await?;
+        // The cause alone, as the guest's author needs it (the wasm backtrace is logged at debug).
+        let expected = format!("trap: {kind} pointer/length out of bounds of memory");
+        ensure!(reason.to_string() == expected, "send-named with {what}: {reason}");
+    }
+    // Nothing arrived from them, and the node still runs the well-formed guest.
+    let module = node.load(wat::parse_str(&hello)?).await?;
+    node.spawn(SpawnRequest::new(module, "main"))?;
+    let (_, first) = next_message(&mut me).await?;
+    ensure!(first == text("hello from wat"), "{first:?}");
+    Ok(())
+}

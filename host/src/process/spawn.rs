@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, WasmBacktrace};
 
 use super::ExitReason;
 use super::entry::ProcessEntry;
@@ -178,5 +178,11 @@ pub(crate) fn reason_of(e: &wasmtime::Error) -> ExitReason {
             }
         };
     }
-    ExitReason::Trap(format!("{e:#}"))
+    // A host call refused what the guest gave it (memory it does not have, text that is not
+    // UTF-8): the causes, without the wasm backtrace wasmtime adds (at debug level below).
+    tracing::debug!("guest failed: {e:?}");
+    let backtrace = e.downcast_ref::<WasmBacktrace>().map(ToString::to_string);
+    let causes: Vec<String> =
+        e.chain().map(ToString::to_string).filter(|cause| Some(cause) != backtrace.as_ref()).collect();
+    ExitReason::Trap(causes.join(": "))
 }
