@@ -130,8 +130,8 @@ async fn a_host_call_given_memory_the_guest_does_not_have_ends_that_process_only
     }
     // Nothing arrived from them, and the node still runs the well-formed guest.
     let module = node.load(wat::parse_str(&hello)?).await?;
-    node.spawn(SpawnRequest::new(module, "main"))?;
-    let (_, first) = next_message(&mut me).await?;
-    ensure!(first == text("hello from wat"), "{first:?}");
+    let good = node.spawn(SpawnRequest::new(module, "main"))?;
+    let (from, first) = next_message(&mut me).await?;
+    ensure!(from == good && first == text("hello from wat"), "from {from:?}: {first:?}");
     Ok(())
 }
