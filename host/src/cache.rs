@@ -34,8 +34,6 @@ use writer::DiskWriter;
 
 /// How long a module's `entries` export may run when the module is loaded.
 const ENTRIES_DEADLINE: Duration = Duration::from_secs(2);
-/// Memory the `entries` probe may use.
-const ENTRIES_MEMORY_BYTES: u64 = 16 << 20;
 
 /// A module's identity: the SHA-256 of its component bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -385,8 +383,11 @@ async fn list_entries(
     let probe = Arc::new(ProcessEntry::new(pid, pid, ProcessKind::Host, 0, 0));
     // A throwaway module record: the probe never spawns, so it only needs the pre.
     let module = Arc::new(LoadedModule { id, bytes: Bytes::new(), entries: Vec::new(), pre: pre.clone() });
-    let state =
-        ProcState::new(Arc::clone(node), Arc::clone(&probe), module, Grants::default(), ENTRIES_MEMORY_BYTES);
+    // As much memory as a spawn of the module may be given: a module whose memory starts
+    // larger than a default process's (a big table in its data) must load, to be spawned
+    // with a larger limit. (With 16 MiB here, one of 20 MiB could not be loaded at all.)
+    let memory = crate::engine::max_memory_bytes(&node.config);
+    let state = ProcState::new(Arc::clone(node), Arc::clone(&probe), module, Grants::default(), memory);
     let mut store = Store::new(&node.engine, state);
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_async_yield_and_update(1);

@@ -31,12 +31,18 @@ async fn a_guest_written_by_hand_in_wat_lists_its_entries_sends_and_traps() -> a
 }
 
 /// A component of the world without imports whose core module is `body` (which must
-/// export `entries` and `start`), with the memory and allocator both need.
+/// export `entries` and `start`), with the memory (of one 64 KiB page) and allocator both
+/// need.
 fn component(body: &str) -> anyhow::Result<Vec<u8>> {
+    component_with_pages(body, 1)
+}
+
+/// [`component`] with a memory of `pages` 64 KiB pages from its start.
+fn component_with_pages(body: &str, pages: u32) -> anyhow::Result<Vec<u8>> {
     Ok(wat::parse_str(format!(
         r#"(component
              (core module $m
-               (memory (export "memory") 1)
+               (memory (export "memory") {pages})
                (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
                {body})
              (core instance $i (instantiate $m))
@@ -133,5 +139,30 @@ async fn a_host_call_given_memory_the_guest_does_not_have_ends_that_process_only
     let good = node.spawn(SpawnRequest::new(module, "main"))?;
     let (from, first) = next_message(&mut me).await?;
     ensure!(from == good && first == text("hello from wat"), "from {from:?}: {first:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_module_whose_memory_starts_larger_than_a_default_process_loads_and_runs_when_given_room()
+-> anyhow::Result<()> {
+    let node = node("watbig@localhost");
+    // 80 MiB of memory from the start, over the default limit of 64 MiB; entries: ["main"].
+    let body = r#"(data (i32.const 16) "main\10\00\00\00\04\00\00\00\14\00\00\00\01\00\00\00")
+                  (func (export "entries") (result i32) (i32.const 28))
+                  (func (export "start") (param i32 i32 i32 i32))"#;
+    let module = node.load(component_with_pages(body, 1280)?).await?;
+    let mut me = node.host_process();
+
+    let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "main"))?;
+    let reason = next_down(&mut me, monitor).await?;
+    ensure!(
+        reason.to_string() == "limit: memory limit of 64.0 MiB exceeded (asked for 80.0 MiB)",
+        "{reason}"
+    );
+
+    let roomy = SpawnRequest { memory_limit: Some(96 << 20), ..SpawnRequest::new(module, "main") };
+    let (_, monitor) = me.spawn_monitor(roomy)?;
+    let reason = next_down(&mut me, monitor).await?;
+    ensure!(reason == ExitReason::Normal, "{reason}");
     Ok(())
 }
