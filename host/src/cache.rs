@@ -34,6 +34,10 @@ use writer::DiskWriter;
 
 /// How long a module's `entries` export may run when the module is loaded.
 const ENTRIES_DEADLINE: Duration = Duration::from_secs(2);
+/// Memory the `entries` probe may use beyond what the module's memory starts with.
+const ENTRIES_MEMORY_BYTES: u64 = 16 << 20;
+/// Bytes in a wasm page.
+const WASM_PAGE_BYTES: u64 = 64 << 10;
 
 /// A module's identity: the SHA-256 of its component bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -188,7 +192,8 @@ impl CodeCache {
         let instance_pre =
             node.linker.instantiate_pre(&component).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let pre = GuestPre::new(instance_pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let entries = list_entries(node, &pre, id).await?;
+        let memory = probe_memory_bytes(&component, crate::engine::max_memory_bytes(&node.config));
+        let entries = list_entries(node, &pre, id, memory).await?;
         let module = Arc::new(LoadedModule { id, bytes, entries, pre });
         self.modules.lock().insert(id, Arc::clone(&module));
         Ok(module)
@@ -373,20 +378,26 @@ fn fastrand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The memory limit of the `entries` probe: the module's initial memory, which any spawn of
+/// it must be given too (a module whose memory starts larger than a default process's, a big
+/// table in its data, must load, to be spawned with a larger limit), plus
+/// [`ENTRIES_MEMORY_BYTES`] for the call; at most `max`, the node's largest.
+fn probe_memory_bytes(component: &Component, max: u64) -> u64 {
+    let pages = component.resources_required().and_then(|r| r.max_initial_memory_size).unwrap_or(0);
+    pages.saturating_mul(WASM_PAGE_BYTES).saturating_add(ENTRIES_MEMORY_BYTES).min(max)
+}
+
 /// Instantiates the module once, without WASI grants, to call its `entries` export.
 async fn list_entries(
     node: &Arc<NodeInner>,
     pre: &GuestPre<ProcState>,
     id: ModuleId,
+    memory: u64,
 ) -> Result<Vec<String>, LoadError> {
     let pid = node.table.new_pid();
     let probe = Arc::new(ProcessEntry::new(pid, pid, ProcessKind::Host, 0, 0));
     // A throwaway module record: the probe never spawns, so it only needs the pre.
     let module = Arc::new(LoadedModule { id, bytes: Bytes::new(), entries: Vec::new(), pre: pre.clone() });
-    // As much memory as a spawn of the module may be given: a module whose memory starts
-    // larger than a default process's (a big table in its data) must load, to be spawned
-    // with a larger limit. (With 16 MiB here, one of 20 MiB could not be loaded at all.)
-    let memory = crate::engine::max_memory_bytes(&node.config);
     let state = ProcState::new(Arc::clone(node), Arc::clone(&probe), module, Grants::default(), memory);
     let mut store = Store::new(&node.engine, state);
     store.limiter(|s| &mut s.limiter);

@@ -88,6 +88,11 @@ async fn a_module_whose_entries_misbehave_is_refused_at_load_and_the_node_keeps_
             r#"(func (export "entries") (result i32) (loop $l (br $l)) unreachable)"#,
             "within 2 s",
         ),
+        (
+            "grows its memory by 125 MiB",
+            r#"(func (export "entries") (result i32) (drop (memory.grow (i32.const 2000))) (i32.const 0))"#,
+            "limit: memory limit of 16.1 mib exceeded (asked for 125.1 mib)",
+        ),
     ];
     for (what, entries, expected) in cases {
         let refused = node.load(component(&format!("{entries} {start}"))?).await;
