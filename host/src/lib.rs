@@ -16,7 +16,7 @@
 //! # Layout
 //! - [`node`]: [`Node`], the embedding API, and the routing of messages and signals.
 //! - [`process`]: pids, exit reasons, mailboxes, the process table, the guest driver.
-//! - [`api`](crate::api) (private): the WIT bindings and one module per WIT interface.
+//! - [`api`] (private): the WIT bindings and one module per WIT interface.
 //! - [`cbor`]: messages in the guest SDK's encoding, for host code.
 //! - [`dist`]: peers, connections on first use, module shipping, node up and down.
 //! - [`proto`]: the wire vocabulary and codec, without I/O.
@@ -24,7 +24,7 @@
 //! - [`mapper`]: the port mapper (Spore's epmd). [`cookie`]: the cookie file.
 //! - [`cache`]: modules by content hash, compiled once and cached on disk.
 //! - [`group`]: group leaders, where output comes home.
-//! - [`engine`](crate::engine) (private): the wasmtime engine and the epoch ticker.
+//! - [`engine`] (private): the wasmtime engine and the epoch ticker.
 //! - [`demo`]: the embedded ping-pong guest and the CLI's argument encoding.
 //! - [`config`], [`error`]: configuration and the public error enums.
 

@@ -263,10 +263,10 @@ struct GrantArgs {
     /// Set an environment variable (KEY=VALUE; repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
-    /// Preopen a directory read-only (HOST[:GUEST]; repeatable).
+    /// Preopen a directory read-only: HOST, or HOST:GUEST to show it at GUEST (repeatable).
     #[arg(long = "dir", value_name = "HOST[:GUEST]")]
     dirs: Vec<String>,
-    /// Preopen a directory read-write (HOST[:GUEST]; repeatable).
+    /// Preopen a directory read-write: HOST, or HOST:GUEST to show it at GUEST (repeatable).
     #[arg(long = "dir-rw", value_name = "HOST[:GUEST]")]
     dirs_rw: Vec<String>,
 }
