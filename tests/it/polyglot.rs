@@ -34,16 +34,17 @@ async fn a_guest_written_by_hand_in_wat_lists_its_entries_sends_and_traps() -> a
 /// export `entries` and `start`), with the memory (of one 64 KiB page) and allocator both
 /// need.
 fn component(body: &str) -> anyhow::Result<Vec<u8>> {
-    component_with_pages(body, 1)
+    component_with(body, 1, "(i32.const 1024)")
 }
 
-/// [`component`] with a memory of `pages` 64 KiB pages from its start.
-fn component_with_pages(body: &str, pages: u32) -> anyhow::Result<Vec<u8>> {
+/// [`component`] with a memory of `pages` 64 KiB pages from its start and `realloc` as the
+/// body of its `cabi_realloc`.
+fn component_with(body: &str, pages: u32, realloc: &str) -> anyhow::Result<Vec<u8>> {
     Ok(wat::parse_str(format!(
         r#"(component
              (core module $m
                (memory (export "memory") {pages})
-               (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+               (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) {realloc})
                {body})
              (core instance $i (instantiate $m))
              (alias core export $i "memory" (core memory $memory))
@@ -155,7 +156,7 @@ async fn a_module_whose_memory_starts_larger_than_a_default_process_loads_and_ru
     let body = r#"(data (i32.const 16) "main\10\00\00\00\04\00\00\00\14\00\00\00\01\00\00\00")
                   (func (export "entries") (result i32) (i32.const 28))
                   (func (export "start") (param i32 i32 i32 i32))"#;
-    let module = node.load(component_with_pages(body, 1280)?).await?;
+    let module = node.load(component_with(body, 1280, "(i32.const 1024)")?).await?;
     let mut me = node.host_process();
 
     let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "main"))?;
@@ -169,5 +170,31 @@ async fn a_module_whose_memory_starts_larger_than_a_default_process_loads_and_ru
     let (_, monitor) = me.spawn_monitor(roomy)?;
     let reason = next_down(&mut me, monitor).await?;
     ensure!(reason == ExitReason::Normal, "{reason}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_guest_whose_allocator_misbehaves_ends_with_a_clear_reason() -> anyhow::Result<()> {
+    let node = node("watrealloc@localhost");
+    let mut me = node.host_process();
+    // Entries: ["main"]. Spawning it, the host asks the guest's allocator for room for "main".
+    let body = r#"(data (i32.const 16) "main\10\00\00\00\04\00\00\00\14\00\00\00\01\00\00\00")
+                  (func (export "entries") (result i32) (i32.const 28))
+                  (func (export "start") (param i32 i32 i32 i32))"#;
+    let cases = [
+        (
+            "returns room past its memory's end",
+            "(i32.const 65534)",
+            "trap: realloc return: beyond end of memory",
+        ),
+        ("traps", "unreachable", "trap: wasm `unreachable` instruction executed"),
+    ];
+    for (what, realloc, expected) in cases {
+        // `entries` needs no allocation: the module loads.
+        let module = node.load(component_with(body, 1, realloc)?).await?;
+        let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "main"))?;
+        let reason = next_down(&mut me, monitor).await?;
+        ensure!(reason.to_string() == expected, "an allocator that {what}: {reason}");
+    }
     Ok(())
 }
