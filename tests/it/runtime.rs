@@ -316,6 +316,24 @@ async fn receive_with_timeout_returns_on_time() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_timeout_too_long_to_reach_means_no_timeout_for_guests_and_hosts() -> anyhow::Result<()> {
+    let node = node("forever@localhost");
+    let limits = load(&node, guests::LIMITS).await?;
+    let mut me = node.host_process();
+    // `u64::MAX` ms or `Duration::MAX`, common ways to say "forever": the receive waits.
+    let waiter = spawn(&node, limits, "wait", vec![node.pid_value(me.pid()), int(u64::MAX)])?;
+    me.send(waiter, 0, cbor::to_bytes(&text("hi"))).await?;
+    let (from, outcome) = next_message(&mut me).await?;
+    assert_eq!((from, as_text(&outcome)?), (waiter, "message hi"));
+    // The host side: `Duration::MAX` panicked (adding it to an `Instant` overflows).
+    let host = node.host_process();
+    me.send(host.pid(), 0, cbor::to_bytes(&text("hello"))).await?;
+    let mut host = host;
+    assert!(matches!(host.receive(&[Selector::Any], Some(Duration::MAX)).await, Some(Incoming::Message(_))));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_name_vanishes_with_its_process_and_a_taken_name_is_refused() -> anyhow::Result<()> {
     let node = node("names@localhost");
     let names = load(&node, guests::NAMES).await?;

@@ -276,9 +276,10 @@ fn selectors_of(selectors: Vec<wit::Selector>) -> wasmtime::Result<Vec<Selector>
     Ok(selectors.into_iter().map(Into::into).collect())
 }
 
-/// When a receive given `timeout_ms` from now gives up (never if none).
+/// When a receive given `timeout_ms` from now gives up: never if none, or if it is too far
+/// to be reached (`u64::MAX` is a common "forever"; adding it to an `Instant` would panic).
 fn deadline_of(timeout_ms: Option<u64>) -> Option<Instant> {
-    timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms))
+    timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)))
 }
 
 impl ProcState {

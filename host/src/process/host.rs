@@ -88,7 +88,9 @@ impl HostProcess {
     /// mailbox wakes one waiter per message, and a second receive waiting with other
     /// selectors could miss its message and wait forever.
     pub async fn receive(&mut self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
-        self.entry.mailbox.receive(selectors, timeout.map(|t| tokio::time::Instant::now() + t)).await
+        // A timeout too long to be reached (`Duration::MAX`) is none.
+        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
+        self.entry.mailbox.receive(selectors, deadline).await
     }
 
     /// Spawns a process linked to this one, atomically (its end arrives as
