@@ -32,6 +32,11 @@ use std::time::{Duration, Instant};
 /// time each side waits for the other.
 pub(crate) const HANDSHAKE_SPIN: Duration = Duration::from_millis(4);
 
+/// The longest spin: a timer that falls due while a worker spins waits for the spin's end,
+/// so [`NodeConfig::busy_wait`](crate::NodeConfig::busy_wait) is cut to this (and a
+/// `Duration::MAX` given there does not overflow the spin's deadline).
+pub(crate) const MAX_BUSY_WAIT: Duration = Duration::from_millis(10);
+
 /// Spins before a worker sleeps, until work shows up or the limit passes.
 pub(crate) struct BusyWait {
     limit: Duration,
@@ -61,10 +66,10 @@ impl Drop for Handshake {
 }
 
 impl BusyWait {
-    /// Spins at most `limit` per idle spell.
+    /// Spins at most `limit` per idle spell (at most [`MAX_BUSY_WAIT`]).
     pub fn new(limit: Duration) -> Self {
         Self {
-            limit,
+            limit: limit.min(MAX_BUSY_WAIT),
             socket: AtomicI32::new(-1),
             epoll: AtomicI32::new(-1),
             origin: Instant::now(),
@@ -193,6 +198,15 @@ pub(crate) fn epoll_instances() -> std::collections::HashSet<std::os::fd::RawFd>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limit_past_the_longest_spin_is_cut_to_it() {
+        assert_eq!(BusyWait::new(Duration::MAX).limit, MAX_BUSY_WAIT);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let start = Instant::now();
+        rt.block_on(async { BusyWait::new(Duration::MAX).before_park() });
+        assert!(start.elapsed() < Duration::from_secs(5), "spun {:?}", start.elapsed());
+    }
 
     #[test]
     fn spins_no_longer_than_its_limit_without_a_runtime_or_socket() {

@@ -103,7 +103,8 @@ pub struct NodeConfig {
     /// How long a worker thread with nothing to do spins, watching the node's socket,
     /// before it sleeps (Erlang's scheduler busy wait): a message that arrives meanwhile is
     /// handled without waking a sleeping CPU, which on a VM costs tens of microseconds per
-    /// hop. It costs up to this much CPU after each burst of work. Zero turns it off.
+    /// hop. It costs up to this much CPU after each burst of work. Zero turns it off; more
+    /// than 10 ms is cut to 10 ms (a timer that falls due while a worker spins waits).
     pub busy_wait: Duration,
     /// The on-disk cache of compiled modules.
     pub cache_dir: CacheDir,

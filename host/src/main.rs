@@ -240,7 +240,7 @@ struct NodeArgs {
     #[arg(long, value_enum, default_value_t = CompilerArg::Cranelift)]
     compiler: CompilerArg,
     /// How long an idle worker thread spins, watching the socket, before it sleeps: lower
-    /// latency for some CPU (0: never spin).
+    /// latency for some CPU (0: never spin; at most 10000).
     #[arg(long, value_name = "US", default_value_t = spore_host::config::DEFAULT_BUSY_WAIT.as_micros() as u64)]
     busy_wait_us: u64,
 }
