@@ -93,7 +93,7 @@ pub struct NodeConfig {
     pub copy_on_write: bool,
     /// Which compiler turns modules into machine code.
     pub compiler: Compiler,
-    /// How often running guests are interrupted so that others get a turn.
+    /// How often running guests are interrupted so that others get a turn (10 µs to 1 s).
     pub epoch_tick: Duration,
     /// Count fuel in every process (costs about 20% on call-heavy code); needed for
     /// per-spawn fuel budgets.

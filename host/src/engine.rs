@@ -5,6 +5,7 @@
 pub(crate) mod fn_cache;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use fn_cache::{FN_CACHE_BYTES, FnCache};
 
@@ -34,8 +35,22 @@ pub(crate) fn max_memory_bytes(config: &NodeConfig) -> u64 {
     config.memory_reservation.map_or(MAX_MEMORY_BYTES, |r| r.min(MAX_MEMORY_BYTES))
 }
 
+/// The epoch ticks a node accepts: a tick of zero would make the ticker thread spin a CPU,
+/// and one of hours would let a guest hold its worker that long (and a stopping node wait
+/// for the ticker's sleep).
+const EPOCH_TICKS: std::ops::RangeInclusive<Duration> = Duration::from_micros(10)..=Duration::from_secs(1);
+
 /// Builds the engine for `config`, with its function cache when it compiles with Cranelift.
 pub(crate) fn build(config: &NodeConfig) -> Result<(Engine, Option<Arc<FnCache>>), StartError> {
+    if !EPOCH_TICKS.contains(&config.epoch_tick) {
+        return Err(StartError::Engine(format!(
+            "an epoch tick of {:?} is outside {:?} to {:?} (a tick of zero would spin a CPU, a \
+             long one would let a guest hold its worker that long)",
+            config.epoch_tick,
+            EPOCH_TICKS.start(),
+            EPOCH_TICKS.end()
+        )));
+    }
     let n = config.max_processes.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)

@@ -333,6 +333,17 @@ async fn a_timeout_too_long_to_reach_means_no_timeout_for_guests_and_hosts() -> 
     Ok(())
 }
 
+#[test]
+fn an_epoch_tick_of_zero_or_of_hours_is_refused_at_start() {
+    for tick in [Duration::ZERO, Duration::from_secs(3600)] {
+        let config = NodeConfig { epoch_tick: tick, ..spore_tests::test_config("tick@localhost") };
+        let Err(refused) = Node::start(config) else {
+            panic!("a node started with an epoch tick of {tick:?}")
+        };
+        assert!(refused.to_string().contains(&format!("an epoch tick of {tick:?} is outside")), "{refused}");
+    }
+}
+
 #[tokio::test]
 async fn a_name_vanishes_with_its_process_and_a_taken_name_is_refused() -> anyhow::Result<()> {
     let node = node("names@localhost");
