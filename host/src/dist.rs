@@ -61,6 +61,12 @@ const MAPPER_REGISTRATION_WAIT: Duration = Duration::from_secs(2);
 /// How long a tool's query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The distribution ticks a node accepts: a peer's silence is noticed within a tick, so a
+/// shorter one would call peers down on a busy machine, and zero would turn the check off
+/// (QUIC reads an idle timeout of zero as none).
+pub const TICKS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(86_400);
+
 /// How a node joins a cluster.
 #[derive(Clone, Debug)]
 pub struct DistConfig {
@@ -70,7 +76,8 @@ pub struct DistConfig {
     pub listen_ip: IpAddr,
     /// UDP port range to listen in (Erlang's `inet_dist_listen_min/max`); `(0, 0)` for any.
     pub ports: (u16, u16),
-    /// Liveness knob, Erlang's `net_ticktime`: a silent peer is down after this long.
+    /// Liveness knob, Erlang's `net_ticktime`: a silent peer is down after this long
+    /// (within [`TICKS`]: 100 ms to a day).
     pub tick: Duration,
     /// A hidden node (a tool) connects without joining the mesh.
     pub hidden: bool,

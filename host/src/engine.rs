@@ -43,7 +43,7 @@ const EPOCH_TICKS: std::ops::RangeInclusive<Duration> = Duration::from_micros(10
 /// Builds the engine for `config`, with its function cache when it compiles with Cranelift.
 pub(crate) fn build(config: &NodeConfig) -> Result<(Engine, Option<Arc<FnCache>>), StartError> {
     if !EPOCH_TICKS.contains(&config.epoch_tick) {
-        return Err(StartError::Engine(format!(
+        return Err(StartError::BadConfig(format!(
             "an epoch tick of {:?} is outside {:?} to {:?} (a tick of zero would spin a CPU, a \
              long one would let a guest hold its worker that long)",
             config.epoch_tick,

@@ -128,6 +128,9 @@ pub enum StartError {
     /// The wasmtime engine rejected the configuration.
     #[error("cannot configure the wasm engine: {0}")]
     Engine(String),
+    /// A setting of the configuration is out of its range.
+    #[error("bad configuration: {0}")]
+    BadConfig(String),
     /// The node name is not `name@host`.
     #[error("bad node name `{0}`: expected name@host")]
     BadName(String),

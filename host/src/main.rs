@@ -122,9 +122,9 @@ struct ClusterArgs {
     /// Listen on the first free UDP port in this range (Erlang's inet_dist_listen_min/max).
     #[arg(long, value_name = "MIN-MAX", value_parser = parse_range)]
     port_range: Option<(u16, u16)>,
-    /// Seconds of silence after which a peer is down (Erlang's net_ticktime).
-    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
-    tick: f64,
+    /// Seconds of silence after which a peer is down (Erlang's net_ticktime), 0.1 to 86400.
+    #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_tick)]
+    tick: std::time::Duration,
     /// TCP port of the port mapper on each host.
     #[arg(long, value_name = "PORT", default_value_t = spore_host::mapper::DEFAULT_MAPPER_PORT)]
     mapper_port: u16,
@@ -136,6 +136,18 @@ struct ClusterArgs {
     #[arg(long, value_name = "KIB", default_value_t = spore_host::transport::DEFAULT_SEND_WINDOW >> 10,
           value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
     send_window_kib: u64,
+}
+
+/// A `--tick`: seconds within the node's range, 0.1 to 86400 ([`spore_host::dist::TICKS`];
+/// `inf` or `1e300` used to panic on the way to a duration).
+fn parse_tick(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    let (min, max) =
+        (spore_host::dist::TICKS.start().as_secs_f64(), spore_host::dist::TICKS.end().as_secs_f64());
+    if !(min..=max).contains(&secs) {
+        return Err(format!("{s} seconds is outside {min} to {max}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -185,8 +197,7 @@ impl ClusterArgs {
         if let Some(range) = self.port_range {
             config.ports = range;
         }
-        anyhow::ensure!(self.tick >= 0.1, "--tick must be at least 0.1 seconds");
-        config.tick = std::time::Duration::from_secs_f64(self.tick);
+        config.tick = self.tick;
         config.hidden = hidden;
         config.mapper_port = Some(self.mapper_port);
         config.addresses = self.peers.iter().cloned().collect();

@@ -254,6 +254,16 @@ impl Node {
         let Some((short, host)) = config.name.split_once('@') else {
             return Err(StartError::BadName(config.name.clone()));
         };
+        if let Some(dist) = &config.dist
+            && !crate::dist::TICKS.contains(&dist.tick)
+        {
+            return Err(StartError::BadConfig(format!(
+                "a distribution tick of {:?} is outside {:?} to {:?}",
+                dist.tick,
+                crate::dist::TICKS.start(),
+                crate::dist::TICKS.end()
+            )));
+        }
         if short.is_empty() || host.is_empty() || host.contains('@') {
             return Err(StartError::BadName(config.name.clone()));
         }

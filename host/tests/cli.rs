@@ -66,6 +66,22 @@ fn demo_runs_on_embedded_defaults() {
 }
 
 #[test]
+fn a_tick_out_of_range_or_not_a_number_is_refused_before_anything_starts() {
+    let dir = scratch("tick");
+    // `inf` and `1e300` made `spore node` panic (exit 101) converting them to a duration.
+    for (tick, says) in [
+        ("inf", "inf seconds is outside 0.1 to 86400"),
+        ("1e300", "1e300 seconds is outside 0.1 to 86400"),
+        ("0", "0 seconds is outside 0.1 to 86400"),
+        ("abc", "`abc` is not a number of seconds"),
+    ] {
+        let out = spore(&dir, &["node", "--name", "tick@localhost", "--tick", tick]);
+        assert_eq!(out.status.code(), Some(2), "--tick {tick}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "--tick {tick}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let dir = scratch("missing");
     let out = spore(&dir, &["run", "/nonexistent/nothing.wasm"]);

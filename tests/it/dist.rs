@@ -612,3 +612,17 @@ async fn the_cluster_becomes_a_mesh_and_hidden_nodes_stay_out_of_it() -> anyhow:
     ensure!(quiet.is_none(), "a hidden node caused {quiet:?}");
     Ok(())
 }
+
+#[test]
+fn a_distribution_tick_of_zero_or_past_a_day_is_refused_at_start() {
+    for tick in [Duration::ZERO, Duration::from_secs(86_401)] {
+        let mut dist = DistConfig::new("cookie");
+        dist.tick = tick;
+        dist.mapper_port = None;
+        let config = NodeConfig { dist: Some(dist), ..spore_tests::test_config("tick@localhost") };
+        let Err(refused) = Node::start(config) else { panic!("a node started with a tick of {tick:?}") };
+        let expected =
+            format!("bad configuration: a distribution tick of {tick:?} is outside 100ms to 86400s");
+        assert_eq!(refused.to_string(), expected);
+    }
+}

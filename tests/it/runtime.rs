@@ -340,7 +340,12 @@ fn an_epoch_tick_of_zero_or_of_hours_is_refused_at_start() {
         let Err(refused) = Node::start(config) else {
             panic!("a node started with an epoch tick of {tick:?}")
         };
-        assert!(refused.to_string().contains(&format!("an epoch tick of {tick:?} is outside")), "{refused}");
+        assert!(
+            refused
+                .to_string()
+                .starts_with(&format!("bad configuration: an epoch tick of {tick:?} is outside")),
+            "{refused}"
+        );
     }
 }
 
