@@ -67,7 +67,7 @@ struct SpawnCmd {
     #[arg(long)]
     allow_clock: bool,
     /// Memory limit of the process, in MiB (default: the target node's).
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", value_parser = memory_mib())]
     memory_limit: Option<u64>,
     #[command(flatten)]
     cluster: ClusterArgs,
@@ -136,6 +136,12 @@ struct ClusterArgs {
     #[arg(long, value_name = "KIB", default_value_t = spore_host::transport::DEFAULT_SEND_WINDOW >> 10,
           value_parser = clap::value_parser!(u64).range(16..=1 << 20))]
     send_window_kib: u64,
+}
+
+/// A memory limit in MiB: from 1 to 1 TiB, so that it cannot wrap around when made bytes
+/// (`--memory-limit 17592186044416` used to become a limit of 0).
+fn memory_mib() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=1 << 20)
 }
 
 /// A `--tick`: seconds within the node's range, 0.1 to 86400 ([`spore_host::dist::TICKS`];
@@ -232,7 +238,7 @@ struct RunArgs {
 #[derive(Args)]
 struct NodeArgs {
     /// Default memory limit of a process, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = memory_mib())]
     memory_limit: u64,
     /// Count fuel and give the first process this budget (roughly wasm instructions).
     #[arg(long, value_name = "UNITS")]

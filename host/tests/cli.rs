@@ -82,6 +82,17 @@ fn a_tick_out_of_range_or_not_a_number_is_refused_before_anything_starts() {
 }
 
 #[test]
+fn a_memory_limit_of_zero_or_too_large_to_count_in_bytes_is_refused() {
+    let dir = scratch("memory-limit");
+    // 2^44 MiB used to wrap around to a limit of 0 bytes when made bytes.
+    for mib in ["0", "17592186044416"] {
+        let out = spore(&dir, &["run", "--memory-limit", mib, "unused.wasm"]);
+        assert_eq!(out.status.code(), Some(2), "--memory-limit {mib}: {}", stderr(&out));
+        assert!(stderr(&out).contains(&format!("{mib} is not in 1..=1048576")), "{}", stderr(&out));
+    }
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let dir = scratch("missing");
     let out = spore(&dir, &["run", "/nonexistent/nothing.wasm"]);
