@@ -281,16 +281,31 @@ struct GrantArgs {
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
     /// Preopen a directory read-only: HOST, or HOST:GUEST to show it at GUEST (repeatable).
-    #[arg(long = "dir", value_name = "HOST[:GUEST]")]
+    #[arg(long = "dir", value_name = "HOST[:GUEST]", value_parser = parse_dir)]
     dirs: Vec<String>,
     /// Preopen a directory read-write: HOST, or HOST:GUEST to show it at GUEST (repeatable).
-    #[arg(long = "dir-rw", value_name = "HOST[:GUEST]")]
+    #[arg(long = "dir-rw", value_name = "HOST[:GUEST]", value_parser = parse_dir)]
     dirs_rw: Vec<String>,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}` has no KEY"));
+    }
     Ok((k.to_owned(), v.to_owned()))
+}
+
+/// A `--dir`/`--dir-rw`: its HOST part must be a directory (a missing one used to be
+/// accepted, and the process found nothing there, with a warning only at its first file
+/// access).
+fn parse_dir(s: &str) -> Result<String, String> {
+    let host = s.split_once(':').map_or(s, |(host, _)| host);
+    match std::fs::metadata(host) {
+        Ok(meta) if meta.is_dir() => Ok(s.to_owned()),
+        Ok(_) => Err(format!("{host} is not a directory")),
+        Err(e) => Err(format!("cannot open {host}: {e}")),
+    }
 }
 
 impl GrantArgs {

@@ -93,6 +93,19 @@ fn a_memory_limit_of_zero_or_too_large_to_count_in_bytes_is_refused() {
 }
 
 #[test]
+fn a_directory_grant_must_name_a_directory() {
+    let dir = scratch("dir-grant");
+    let missing = dir.join("missing").display().to_string();
+    let out = spore(&dir, &["run", "--dir", &missing, "unused.wasm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("cannot open {missing}: No such file")), "{}", stderr(&out));
+    let file = write(&dir, "file.txt", b"not a directory");
+    let out = spore(&dir, &["run", "--dir-rw", &format!("{file}:/data"), "unused.wasm"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("{file} is not a directory")), "{}", stderr(&out));
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let dir = scratch("missing");
     let out = spore(&dir, &["run", "/nonexistent/nothing.wasm"]);
