@@ -125,8 +125,10 @@ struct ClusterArgs {
     /// Seconds of silence after which a peer is down (Erlang's net_ticktime), 0.1 to 86400.
     #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_tick)]
     tick: std::time::Duration,
-    /// TCP port of the port mapper on each host.
-    #[arg(long, value_name = "PORT", default_value_t = spore_host::mapper::DEFAULT_MAPPER_PORT)]
+    /// TCP port of the port mapper on each host (not 0: nodes find the mapper at a port
+    /// they all know).
+    #[arg(long, value_name = "PORT", default_value_t = spore_host::mapper::DEFAULT_MAPPER_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
     mapper_port: u16,
     /// A peer's address, bypassing the port mapper (NAME@HOST=IP:PORT; repeatable).
     #[arg(long = "peer", value_name = "NAME@HOST=IP:PORT", value_parser = parse_peer)]

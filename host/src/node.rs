@@ -254,15 +254,22 @@ impl Node {
         let Some((short, host)) = config.name.split_once('@') else {
             return Err(StartError::BadName(config.name.clone()));
         };
-        if let Some(dist) = &config.dist
-            && !crate::dist::TICKS.contains(&dist.tick)
-        {
-            return Err(StartError::BadConfig(format!(
-                "a distribution tick of {:?} is outside {:?} to {:?}",
-                dist.tick,
-                crate::dist::TICKS.start(),
-                crate::dist::TICKS.end()
-            )));
+        if let Some(dist) = &config.dist {
+            if !crate::dist::TICKS.contains(&dist.tick) {
+                return Err(StartError::BadConfig(format!(
+                    "a distribution tick of {:?} is outside {:?} to {:?}",
+                    dist.tick,
+                    crate::dist::TICKS.start(),
+                    crate::dist::TICKS.end()
+                )));
+            }
+            if dist.mapper_port == Some(0) {
+                return Err(StartError::BadConfig(
+                    "the port mapper's port cannot be 0: nodes find the mapper at a port they all \
+                     know (None runs without one)"
+                        .into(),
+                ));
+            }
         }
         if short.is_empty() || host.is_empty() || host.contains('@') {
             return Err(StartError::BadName(config.name.clone()));

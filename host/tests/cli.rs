@@ -106,6 +106,15 @@ fn a_directory_grant_must_name_a_directory() {
 }
 
 #[test]
+fn a_port_mapper_on_port_0_is_refused() {
+    let dir = scratch("mapper-port");
+    // It used to start a mapper on a port of the system's choosing, where no node looks.
+    let out = spore(&dir, &["node", "--name", "lost@localhost", "--mapper-port", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("0 is not in 1..=65535"), "{}", stderr(&out));
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let dir = scratch("missing");
     let out = spore(&dir, &["run", "/nonexistent/nothing.wasm"]);

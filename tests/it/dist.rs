@@ -614,7 +614,7 @@ async fn the_cluster_becomes_a_mesh_and_hidden_nodes_stay_out_of_it() -> anyhow:
 }
 
 #[test]
-fn a_distribution_tick_of_zero_or_past_a_day_is_refused_at_start() {
+fn a_distribution_tick_of_zero_or_past_a_day_or_a_mapper_on_port_0_is_refused_at_start() {
     for tick in [Duration::ZERO, Duration::from_secs(86_401)] {
         let mut dist = DistConfig::new("cookie");
         dist.tick = tick;
@@ -625,4 +625,13 @@ fn a_distribution_tick_of_zero_or_past_a_day_is_refused_at_start() {
             format!("bad configuration: a distribution tick of {tick:?} is outside 100ms to 86400s");
         assert_eq!(refused.to_string(), expected);
     }
+    // A mapper on port 0 would listen on a port of the system's choosing, where no node looks.
+    let mut dist = DistConfig::new("cookie");
+    dist.mapper_port = Some(0);
+    let config = NodeConfig { dist: Some(dist), ..spore_tests::test_config("lost@localhost") };
+    let Err(refused) = Node::start(config) else { panic!("a node started with a port mapper on port 0") };
+    assert!(
+        refused.to_string().starts_with("bad configuration: the port mapper's port cannot be 0"),
+        "{refused}"
+    );
 }
