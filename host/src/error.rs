@@ -131,8 +131,8 @@ pub enum StartError {
     /// A setting of the configuration is out of its range.
     #[error("bad configuration: {0}")]
     BadConfig(String),
-    /// The node name is not `name@host`.
-    #[error("bad node name `{0}`: expected name@host")]
+    /// The node name is not `name@host` of printable ASCII without spaces.
+    #[error("bad node name `{0}`: expected name@host, printable ASCII without spaces")]
     BadName(String),
     /// The node could not listen for other nodes.
     #[error("cannot listen for other nodes: {0}")]

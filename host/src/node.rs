@@ -251,9 +251,11 @@ pub(crate) struct NodeInner {
 impl Node {
     /// Starts a node with `config`.
     pub fn start(config: NodeConfig) -> Result<Node, StartError> {
-        let Some((short, host)) = config.name.split_once('@') else {
+        // The rule peers check a hello's name against: a node under another name (with a
+        // space, say) would start and then be refused by every peer.
+        if !crate::proto::valid_node_name(&config.name) {
             return Err(StartError::BadName(config.name.clone()));
-        };
+        }
         if let Some(dist) = &config.dist {
             if !crate::dist::TICKS.contains(&dist.tick) {
                 return Err(StartError::BadConfig(format!(
@@ -270,9 +272,6 @@ impl Node {
                         .into(),
                 ));
             }
-        }
-        if short.is_empty() || host.is_empty() || host.contains('@') {
-            return Err(StartError::BadName(config.name.clone()));
         }
         let (engine, fn_cache) = engine::build(&config)?;
         let linker = crate::api::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;

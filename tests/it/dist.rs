@@ -635,3 +635,12 @@ fn a_distribution_tick_of_zero_or_past_a_day_or_a_mapper_on_port_0_is_refused_at
         "{refused}"
     );
 }
+
+#[test]
+fn a_node_name_peers_would_refuse_is_refused_at_start() {
+    // "a b@localhost" used to start, and then every peer refused its hello.
+    for bad in ["a b@localhost", "noat", "@localhost", "a@", "a@b@c", "tab\t@localhost"] {
+        let Err(refused) = Node::start(spore_tests::test_config(bad)) else { panic!("{bad:?} started") };
+        assert!(matches!(refused, spore_host::StartError::BadName(_)), "{bad:?}: {refused}");
+    }
+}
