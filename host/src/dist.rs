@@ -93,6 +93,24 @@ pub struct DistConfig {
 }
 
 impl DistConfig {
+    /// Why these settings cannot run a node, if they cannot.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !TICKS.contains(&self.tick) {
+            return Err(format!(
+                "a distribution tick of {:?} is outside {:?} to {:?}",
+                self.tick,
+                TICKS.start(),
+                TICKS.end()
+            ));
+        }
+        if self.mapper_port == Some(0) {
+            return Err("the port mapper's port cannot be 0: nodes find the mapper at a port they \
+                        all know (None runs without one)"
+                .into());
+        }
+        Ok(())
+    }
+
     /// A configuration with `cookie` and defaults: loopback, any port, a 15 s tick, the
     /// mapper on its default port.
     pub fn new(cookie: impl Into<String>) -> Self {

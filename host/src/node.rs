@@ -257,21 +257,7 @@ impl Node {
             return Err(StartError::BadName(config.name.clone()));
         }
         if let Some(dist) = &config.dist {
-            if !crate::dist::TICKS.contains(&dist.tick) {
-                return Err(StartError::BadConfig(format!(
-                    "a distribution tick of {:?} is outside {:?} to {:?}",
-                    dist.tick,
-                    crate::dist::TICKS.start(),
-                    crate::dist::TICKS.end()
-                )));
-            }
-            if dist.mapper_port == Some(0) {
-                return Err(StartError::BadConfig(
-                    "the port mapper's port cannot be 0: nodes find the mapper at a port they all \
-                     know (None runs without one)"
-                        .into(),
-                ));
-            }
+            dist.check().map_err(StartError::BadConfig)?;
         }
         let (engine, fn_cache) = engine::build(&config)?;
         let linker = crate::api::linker(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;

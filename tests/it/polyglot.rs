@@ -30,6 +30,12 @@ async fn a_guest_written_by_hand_in_wat_lists_its_entries_sends_and_traps() -> a
     Ok(())
 }
 
+/// The body of a core module whose `entries` is ["main"] (the list, (20, 1) at 28, holds
+/// the pair (16, 4) at 20, which is "main" at 16) and whose `start` does nothing.
+const MAIN_ONLY: &str = r#"(data (i32.const 16) "main\10\00\00\00\04\00\00\00\14\00\00\00\01\00\00\00")
+                           (func (export "entries") (result i32) (i32.const 28))
+                           (func (export "start") (param i32 i32 i32 i32))"#;
+
 /// A component of the world without imports whose core module is `body` (which must
 /// export `entries` and `start`), with the memory (of one 64 KiB page) and allocator both
 /// need.
@@ -152,11 +158,8 @@ async fn a_host_call_given_memory_the_guest_does_not_have_ends_that_process_only
 async fn a_module_whose_memory_starts_larger_than_a_default_process_loads_and_runs_when_given_room()
 -> anyhow::Result<()> {
     let node = node("watbig@localhost");
-    // 80 MiB of memory from the start, over the default limit of 64 MiB; entries: ["main"].
-    let body = r#"(data (i32.const 16) "main\10\00\00\00\04\00\00\00\14\00\00\00\01\00\00\00")
-                  (func (export "entries") (result i32) (i32.const 28))
-                  (func (export "start") (param i32 i32 i32 i32))"#;
-    let module = node.load(component_with(body, 1280, "(i32.const 1024)")?).await?;
+    // 80 MiB of memory from the start, over the default limit of 64 MiB.
+    let module = node.load(component_with(MAIN_ONLY, 1280, "(i32.const 1024)")?).await?;
     let mut me = node.host_process();
 
     let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "main"))?;
@@ -177,10 +180,7 @@ async fn a_module_whose_memory_starts_larger_than_a_default_process_loads_and_ru
 async fn a_guest_whose_allocator_misbehaves_ends_with_a_clear_reason() -> anyhow::Result<()> {
     let node = node("watrealloc@localhost");
     let mut me = node.host_process();
-    // Entries: ["main"]. Spawning it, the host asks the guest's allocator for room for "main".
-    let body = r#"(data (i32.const 16) "main\10\00\00\00\04\00\00\00\14\00\00\00\01\00\00\00")
-                  (func (export "entries") (result i32) (i32.const 28))
-                  (func (export "start") (param i32 i32 i32 i32))"#;
+    // Spawning `main`, the host asks the guest's allocator for room for the text "main".
     let cases = [
         (
             "returns room past its memory's end",
@@ -191,7 +191,7 @@ async fn a_guest_whose_allocator_misbehaves_ends_with_a_clear_reason() -> anyhow
     ];
     for (what, realloc, expected) in cases {
         // `entries` needs no allocation: the module loads.
-        let module = node.load(component_with(body, 1, realloc)?).await?;
+        let module = node.load(component_with(MAIN_ONLY, 1, realloc)?).await?;
         let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "main"))?;
         let reason = next_down(&mut me, monitor).await?;
         ensure!(reason.to_string() == expected, "an allocator that {what}: {reason}");

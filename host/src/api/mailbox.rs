@@ -23,7 +23,7 @@ use super::spore::process::mailbox::{self as wit, Host};
 use crate::error::SendError;
 use crate::node::TrySend;
 use crate::process::entry::{RUNNING, WAITING};
-use crate::process::mailbox::Mailbox;
+use crate::process::mailbox::{Mailbox, deadline_after};
 use crate::process::state::ProcState;
 use crate::process::{Incoming, Pid, Selector};
 
@@ -276,10 +276,9 @@ fn selectors_of(selectors: Vec<wit::Selector>) -> wasmtime::Result<Vec<Selector>
     Ok(selectors.into_iter().map(Into::into).collect())
 }
 
-/// When a receive given `timeout_ms` from now gives up: never if none, or if it is too far
-/// to be reached (`u64::MAX` is a common "forever"; adding it to an `Instant` would panic).
+/// When a receive given `timeout_ms` from now gives up ([`deadline_after`]).
 fn deadline_of(timeout_ms: Option<u64>) -> Option<Instant> {
-    timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)))
+    deadline_after(timeout_ms.map(Duration::from_millis))
 }
 
 impl ProcState {

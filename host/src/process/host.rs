@@ -88,9 +88,7 @@ impl HostProcess {
     /// mailbox wakes one waiter per message, and a second receive waiting with other
     /// selectors could miss its message and wait forever.
     pub async fn receive(&mut self, selectors: &[Selector], timeout: Option<Duration>) -> Option<Incoming> {
-        // A timeout too long to be reached (`Duration::MAX`) is none.
-        let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
-        self.entry.mailbox.receive(selectors, deadline).await
+        self.entry.mailbox.receive(selectors, super::mailbox::deadline_after(timeout)).await
     }
 
     /// Spawns a process linked to this one, atomically (its end arrives as

@@ -15,6 +15,13 @@ use tokio::time::{Instant, Sleep};
 
 use super::{Incoming, Selector};
 
+/// When a receive given `timeout` from now gives up: never if none, or if it is too far to
+/// be reached (`Duration::MAX`, or `u64::MAX` ms, common ways to say "forever": adding them
+/// to an `Instant` would panic).
+pub(crate) fn deadline_after(timeout: Option<std::time::Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
 /// A mailbox refused a message: it holds its limit of messages, or the message would take
 /// its payloads past their limit of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
