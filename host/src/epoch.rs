@@ -7,14 +7,19 @@
 //! none) therefore costs no wake-ups at all, where a free-running 1 ms ticker costs a
 //! thousand a second per node.
 //!
-//! Parking cannot starve a running guest: a guest that was polled has seen the epoch advance
-//! at least [`QUIET_TICKS`] times before the ticker parks, so its deadline has passed and it
-//! yields at its next epoch check, and the poll that resumes it wakes the ticker again.
+//! Parking cannot starve a running guest: the ticker never parks while a guest's poll is in
+//! progress (each poll is counted in and out, [`GuestActivity::polling`]), so a guest that
+//! runs sees the epoch advance past its deadline and yields at its next epoch check, and the
+//! poll that resumes it wakes the ticker again. Marking at the poll's start is not enough:
+//! wasmtime sets a guest's next deadline (the epoch then, plus one) when the guest resumes
+//! inside the poll, which can be ticks later if the OS deschedules its thread in between; a
+//! ticker parked meanwhile would never reach that deadline, and the guest would run on
+//! unpreempted.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
@@ -23,6 +28,24 @@ use wasmtime::Engine;
 
 /// Ticks without any guest poll after which the ticker parks.
 const QUIET_TICKS: u32 = 2;
+
+/// Counters of polls in progress, one per cache line, spread over threads: a single counter
+/// would bounce between the workers' caches at every poll.
+const POLL_SHARDS: usize = 16;
+
+/// A counter alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+/// The shard of [`GuestActivity::polling`] this thread counts in.
+fn poll_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % POLL_SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
 
 /// Whether guests ran recently; shared by a node's guest futures and its ticker.
 #[derive(Debug)]
@@ -33,6 +56,8 @@ pub(crate) struct GuestActivity {
     parked: AtomicBool,
     /// The ticker thread, to unpark it.
     ticker: std::sync::OnceLock<Thread>,
+    /// Guest polls in progress, summed over the shards.
+    polling: [Padded; POLL_SHARDS],
 }
 
 impl GuestActivity {
@@ -41,14 +66,20 @@ impl GuestActivity {
             active: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             ticker: std::sync::OnceLock::new(),
+            polling: Default::default(),
         }
     }
 
-    /// Records that a guest is about to run. On the hot path this is one relaxed load of a
-    /// flag that is already set.
+    /// Whether some guest's poll is in progress.
+    fn polling(&self) -> bool {
+        self.polling.iter().any(|c| c.0.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Records that a guest is about to run. On the hot path this is one load of a flag that
+    /// is already set (a plain load on x86, whatever its ordering).
     #[inline]
     pub fn mark(&self) {
-        if !self.active.load(Ordering::Relaxed) {
+        if !self.active.load(Ordering::SeqCst) {
             self.wake();
         }
     }
@@ -66,9 +97,9 @@ impl GuestActivity {
     }
 
     /// Wraps `future`, a future that runs guest code, so that each of its polls marks
-    /// activity. The wrapper holds the future inline: an `async fn` taking it by value would
-    /// keep it twice in its state (the argument and the pinned copy), which cost every process
-    /// 1.7 KB of heap.
+    /// activity and is counted while in progress. The wrapper holds the future inline: an
+    /// `async fn` taking it by value would keep it twice in its state (the argument and the
+    /// pinned copy), which cost every process 1.7 KB of heap.
     pub fn track<F: Future>(self: &Arc<Self>, future: F) -> Tracked<F> {
         Tracked { activity: Arc::clone(self), future }
     }
@@ -88,8 +119,28 @@ impl<F: Future> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        let _polling = Polling::enter(this.activity);
         this.activity.mark();
         this.future.poll(cx)
+    }
+}
+
+/// A guest poll in progress: counted from its start to its end (even an unwinding one).
+struct Polling<'a>(&'a AtomicUsize);
+
+impl<'a> Polling<'a> {
+    /// Counts a poll in. SeqCst, before [`GuestActivity::mark`]'s load: a ticker about to
+    /// park either sees this count or has yet to clear the flag that load reads.
+    fn enter(activity: &'a GuestActivity) -> Self {
+        let counter = &activity.polling[poll_shard()].0;
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -124,10 +175,10 @@ fn tick_while_active(engine: &Engine, tick: Duration, activity: &GuestActivity, 
     let mut quiet = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(tick);
-        // A tick without polls may still have a guest mid-run (polled before the last
-        // tick): keep advancing until the quiet stretch is long enough to park.
+        // Ticking goes on while a guest's poll is in progress and for a few ticks after the
+        // last one: guests that wait briefly would otherwise have every poll wake the ticker.
         engine.increment_epoch();
-        if activity.active.swap(false, Ordering::AcqRel) {
+        if activity.active.swap(false, Ordering::SeqCst) | activity.polling() {
             quiet = 0;
             continue;
         }
@@ -136,7 +187,7 @@ fn tick_while_active(engine: &Engine, tick: Duration, activity: &GuestActivity, 
             continue;
         }
         activity.parked.store(true, Ordering::SeqCst);
-        if !activity.active.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+        if !activity.active.load(Ordering::SeqCst) && !activity.polling() && !stop.load(Ordering::SeqCst) {
             std::thread::park();
         }
         activity.parked.store(false, Ordering::SeqCst);
@@ -171,17 +222,41 @@ mod tests {
         false
     }
 
-    #[test]
-    fn the_ticker_parks_when_idle_and_wakes_on_activity() {
+    /// A ticker of `tick` on an engine of its own, and its activity flag.
+    fn ticker(tick: Duration) -> (EpochTicker, Arc<GuestActivity>) {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).unwrap();
-        let ticker = EpochTicker::start(engine, Duration::from_millis(20)).unwrap();
+        let ticker = EpochTicker::start(Engine::new(&config).unwrap(), tick).unwrap();
         let activity = ticker.activity();
+        (ticker, activity)
+    }
+
+    #[test]
+    fn the_ticker_parks_when_idle_and_wakes_on_activity() {
+        let (ticker, activity) = ticker(Duration::from_millis(20));
         assert!(eventually(|| activity.parked.load(Ordering::SeqCst)), "an idle ticker parks");
         activity.mark();
         assert!(eventually(|| !activity.parked.load(Ordering::SeqCst)), "a poll wakes the ticker");
         assert!(eventually(|| activity.parked.load(Ordering::SeqCst)), "and it parks again");
+        drop(ticker);
+    }
+
+    #[test]
+    fn the_ticker_does_not_park_while_a_poll_is_in_progress() {
+        let (ticker, activity) = ticker(Duration::from_millis(1));
+        // A poll whose thread stalls for 50 ticks (as if the OS had descheduled it before
+        // the guest set its deadline): the ticker must keep ticking all along.
+        let stalled = activity.track(std::future::poll_fn(|_| {
+            let until = std::time::Instant::now() + Duration::from_millis(50);
+            while std::time::Instant::now() < until && !activity.parked.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            Poll::Ready(activity.parked.load(Ordering::SeqCst))
+        }));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let parked = std::pin::pin!(stalled).poll(&mut cx);
+        assert_eq!(parked, Poll::Ready(false), "the ticker parked during a poll");
+        assert!(eventually(|| activity.parked.load(Ordering::SeqCst)), "it parks once the poll ends");
         drop(ticker);
     }
 }
