@@ -58,7 +58,7 @@ struct SpawnCmd {
     #[arg(default_value = "main")]
     entry: String,
     /// The node to run it on.
-    #[arg(long, value_name = "NAME@HOST")]
+    #[arg(long, value_name = "NAME@HOST", value_parser = parse_node_name)]
     on: String,
     /// Arguments for the entry (after `--`).
     #[arg(last = true)]
@@ -77,7 +77,7 @@ struct SpawnCmd {
 #[derive(Args)]
 struct NodeCmd {
     /// The node's name: `name@host` (short, e.g. `ping@localhost`, or a full host name).
-    #[arg(long, value_name = "NAME@HOST")]
+    #[arg(long, value_name = "NAME@HOST", value_parser = parse_node_name)]
     name: String,
     /// Spawn a process as the node starts (MODULE.wasm ENTRY; arguments after `--`).
     #[arg(long, num_args = 1..=2, value_names = ["MODULE", "ENTRY"])]
@@ -100,7 +100,7 @@ struct NodeCmd {
 #[derive(Args)]
 struct NodesCmd {
     /// The node to ask.
-    #[arg(long, value_name = "NAME@HOST")]
+    #[arg(long, value_name = "NAME@HOST", value_parser = parse_node_name)]
     node: String,
     #[command(flatten)]
     cluster: ClusterArgs,
@@ -178,7 +178,17 @@ fn parse_cookie(s: &str) -> Result<String, String> {
 
 fn parse_peer(s: &str) -> Result<(String, std::net::SocketAddr), String> {
     let (name, addr) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME@HOST=IP:PORT"))?;
-    Ok((name.to_owned(), addr.parse().map_err(|e| format!("bad address `{addr}`: {e}"))?))
+    Ok((parse_node_name(name)?, addr.parse().map_err(|e| format!("bad address `{addr}`: {e}"))?))
+}
+
+/// A node name as peers accept it in a hello: a name no node can have is refused here, with
+/// one message, whatever the command would have done with it.
+fn parse_node_name(s: &str) -> Result<String, String> {
+    if spore_host::proto::valid_node_name(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a node name: expected name@host, printable ASCII without spaces"))
+    }
 }
 
 impl ClusterArgs {
@@ -230,7 +240,7 @@ struct RunArgs {
     grants: GrantArgs,
     /// Make the throwaway node a named node of a cluster (`name@host`), so that the process
     /// can talk to and spawn on other nodes.
-    #[arg(long, value_name = "NAME@HOST")]
+    #[arg(long, value_name = "NAME@HOST", value_parser = parse_node_name)]
     name: Option<String>,
     #[command(flatten)]
     cluster: ClusterArgs,

@@ -115,6 +115,30 @@ fn a_port_mapper_on_port_0_is_refused() {
 }
 
 #[test]
+fn a_node_name_no_node_can_have_is_refused_by_every_command() {
+    let dir = scratch("node-names");
+    // `ps` and `nodes` used to try "nohost" as a host name, and `spawn` to report the node
+    // unreachable, each in its own words.
+    let commands: [&[&str]; 6] = [
+        &["spawn", "unused.wasm", "--on"],
+        &["ps", "--node"],
+        &["nodes", "--node"],
+        &["node", "--name"],
+        &["run", "unused.wasm", "--name"],
+        &["node", "--name", "a@localhost", "--peer"],
+    ];
+    for command in commands {
+        for bad in ["nohost", "a b@localhost", "@localhost", "a@"] {
+            let arg = if command.contains(&"--peer") { format!("{bad}=127.0.0.1:1") } else { bad.to_owned() };
+            let out = spore(&dir, &[command, &[arg.as_str()]].concat());
+            assert_eq!(out.status.code(), Some(2), "{command:?} {bad}: {}", stderr(&out));
+            let expected = format!("`{bad}` is not a node name: expected name@host");
+            assert!(stderr(&out).contains(&expected), "{command:?} {bad}: {}", stderr(&out));
+        }
+    }
+}
+
+#[test]
 fn a_missing_file_is_a_clear_error() {
     let dir = scratch("missing");
     let out = spore(&dir, &["run", "/nonexistent/nothing.wasm"]);
