@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use rustc_hash::FxBuildHasher;
 
 use super::entry::ProcessEntry;
 use super::{NodeId, Pid, Ref};
@@ -17,7 +18,10 @@ pub const MAX_NAME_BYTES: usize = 255;
 pub(crate) struct ProcessTable {
     node: NodeId,
     incarnation: u32,
-    procs: DashMap<u64, Arc<ProcessEntry>>,
+    /// Hashed with Fx, not SipHash: every local send looks its receiver up here, and the
+    /// keys are indices this table hands out in sequence, so no peer can choose them to
+    /// collide (a peer's pids are only looked up).
+    procs: DashMap<u64, Arc<ProcessEntry>, FxBuildHasher>,
     names: DashMap<String, Pid>,
     next_index: AtomicU64,
     next_ref: AtomicU64,
@@ -30,7 +34,7 @@ impl ProcessTable {
         Self {
             node,
             incarnation,
-            procs: DashMap::new(),
+            procs: DashMap::with_hasher(FxBuildHasher),
             names: DashMap::new(),
             next_index: AtomicU64::new(1),
             // References start at a random-looking offset so that they do not collide with
