@@ -176,6 +176,16 @@ impl Peer {
         })
     }
 
+    /// Why messages to this peer are refused: its connection attempt's failure (a node
+    /// that just failed is not dialed again for [`REDIAL_AFTER`], and its failure stands for
+    /// that long), or "connection lost".
+    pub fn gone_reason(&self) -> String {
+        match &*self.status.borrow() {
+            Status::Failed(e) => e.to_string(),
+            _ => "connection lost".to_owned(),
+        }
+    }
+
     /// Whether `module` is brought to this node for the first time (remembering it).
     pub fn first_offer(&self, module: ModuleId) -> bool {
         let mut offered = self.offered.lock();
@@ -682,17 +692,12 @@ async fn dial(node: Weak<NodeInner>, peer: Arc<Peer>) {
             let mut status = peer.status.subscribe();
             let up = status.wait_for(|s| matches!(s, Status::Up));
             if tokio::time::timeout(peer::HANDSHAKE_TIMEOUT, up).await.is_err() {
-                let failure = ConnectError::Duplicate { node: name };
-                lost(&n, &peer, &failure.to_string(), false);
-                peer.status.send_replace(Status::Failed(failure));
+                failed(&n, &peer, ConnectError::Duplicate { node: name });
             }
         }
         Err(e) => {
             tracing::debug!(peer = %peer.name, "connect failed: {e}");
-            // The failed peer leaves the table before its waiters wake, so that a retry dials
-            // again instead of finding this attempt's failure.
-            lost(&n, &peer, &e.to_string(), false);
-            peer.status.send_replace(Status::Failed(e));
+            failed(&n, &peer, e);
         }
     }
 }
@@ -722,7 +727,7 @@ fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dia
         }
     };
     if let Some(old) = replaced {
-        lost(node, &old, "replaced by a new incarnation", true);
+        lost(node, &old, "replaced by a new incarnation");
     }
     let queue = {
         let mut link = peer.link.lock();
@@ -798,23 +803,42 @@ async fn read_loop(
         }
     };
     if let Some(n) = node.upgrade() {
-        lost(&n, &peer, &reason, true);
+        lost(&n, &peer, &reason);
     }
 }
 
-/// Ends a peer: removes it, stops its queue and credit, and (if it was up) tells the node.
-fn lost(node: &Arc<NodeInner>, peer: &Arc<Peer>, reason: &str, was_up: bool) {
+/// Ends a peer whose connection attempt failed with `failure` (see [`end_peer`]).
+fn failed(node: &Arc<NodeInner>, peer: &Arc<Peer>, failure: ConnectError) {
+    let reason = failure.to_string();
+    end_peer(node, peer, &reason, Some(failure));
+}
+
+/// Ends a peer that was up, whose connection ended for `reason`.
+fn lost(node: &Arc<NodeInner>, peer: &Arc<Peer>, reason: &str) {
+    end_peer(node, peer, reason, None);
+}
+
+/// Ends a peer: removes it, stops its queue and credit, fails the spawns waiting on it and
+/// tells the node (which tells subscribers only of a peer that was up: `failure` none). A
+/// failed peer leaves the table before its waiters wake, so that a retry after
+/// [`REDIAL_AFTER`] dials again; until then it stands for the node, with its failure set
+/// before anyone hears of it: a spawn told of the failure and retried at once is given the
+/// same reason, not "connection lost".
+fn end_peer(node: &Arc<NodeInner>, peer: &Arc<Peer>, reason: &str, failure: Option<ConnectError>) {
     let Some(dist) = &node.dist else { return };
+    let was_up = failure.is_none();
     {
         let mut peers = dist.peers.lock();
         if peers.get(&peer.id).is_some_and(|p| Arc::ptr_eq(p, peer)) {
             peers.remove(&peer.id);
         }
     }
-    if !was_up {
+    if let Some(failure) = failure {
         let mut failed = dist.failed.lock();
         failed.retain(|_, (at, _)| at.elapsed() < REDIAL_AFTER);
         failed.insert(peer.name.clone(), (std::time::Instant::now(), Arc::clone(peer)));
+        drop(failed);
+        peer.status.send_replace(Status::Failed(failure));
     }
     let hidden = {
         let mut link = peer.link.lock();

@@ -179,6 +179,23 @@ async fn fake_target(transport: Transport, name: &str, close: bool) {
 }
 
 #[tokio::test]
+async fn a_spawn_on_a_node_that_is_not_there_says_why_however_soon_it_is_retried() -> anyhow::Result<()> {
+    let a = dist_node("retrier@localhost", "test-cookie", free_port());
+    let me = a.host_process();
+    // The second and third attempts come within the half second in which a failed node is
+    // not dialed again; they used to say only "connection lost".
+    for attempt in 1..=3 {
+        let err = me.spawn_on("ghost@localhost", echo_request()).await.unwrap_err();
+        let message = err.to_string();
+        ensure!(
+            matches!(err, SpawnError::Unreachable(_)) && message.contains("no node called ghost@localhost"),
+            "attempt {attempt}: {message}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_target_dying_or_silent_during_a_spawn_is_an_error_within_the_deadline() -> anyhow::Result<()> {
     for (fake_name, close) in [("dying@localhost", true), ("silent@localhost", false)] {
         let identity = ClusterIdentity::from_cookie(b"test-cookie", fake_name)?;

@@ -286,7 +286,7 @@ impl NodeInner {
         }));
         if !peer.message(frame, payload).await {
             dist.pending_spawns.lock().remove(&reference);
-            return Err(SpawnError::Unreachable(format!("{node}: connection lost")));
+            return Err(SpawnError::Unreachable(format!("{node}: {}", peer.gone_reason())));
         }
         let result = match tokio::time::timeout(self.config.spawn_timeout, outcome).await {
             Ok(Ok(result)) => result,
