@@ -321,6 +321,26 @@ fn touch(path: &Path) {
     }
 }
 
+/// The bytes of the module file at `path`, refused unread when it is larger than `max`, so
+/// that a file of gigabytes costs neither the memory nor the time of reading it. A stream
+/// (a pipe, `/dev/stdin`) is read up to the limit.
+pub fn read_module(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let read_error = |error| LoadError::Read { path: path.display().to_string(), error };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if meta.is_file() && meta.len() > max {
+        return Err(LoadError::TooLarge { size: meta.len(), limit: max });
+    }
+    let expected = if meta.is_file() { meta.len() } else { 0 };
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() as u64 > max {
+        return Err(LoadError::TooLargeStream { limit: max });
+    }
+    Ok(bytes)
+}
+
 /// Refuses what is not a component before any work is done on it.
 fn check_header(bytes: &[u8], max: u64) -> Result<(), LoadError> {
     if bytes.len() as u64 > max {
@@ -424,6 +444,25 @@ async fn list_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_file_is_refused_unread_past_the_limit_and_a_stream_is_cut_there() {
+        let path = std::env::temp_dir().join(format!("spore-read-module-{}", std::process::id()));
+        std::fs::File::create(&path).unwrap().set_len(1 << 30).unwrap();
+        let refused = read_module(&path, 1000);
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            matches!(refused, Err(LoadError::TooLarge { size: 1_073_741_824, limit: 1000 })),
+            "{refused:?}"
+        );
+        #[cfg(target_os = "linux")]
+        {
+            let endless = read_module(Path::new("/dev/zero"), 1000);
+            assert!(matches!(endless, Err(LoadError::TooLargeStream { limit: 1000 })), "{endless:?}");
+        }
+        let missing = read_module(Path::new("/nonexistent/module.wasm"), 1000).unwrap_err();
+        assert!(missing.to_string().starts_with("cannot read /nonexistent/module.wasm"), "{missing}");
+    }
 
     #[test]
     fn eviction_removes_the_least_recently_used_files_first() {

@@ -30,6 +30,13 @@ pub enum LoadError {
         /// The limit.
         limit: u64,
     },
+    /// A module read from a stream (a pipe, or a file that grew while read) went on past
+    /// the node's limit; reading stopped there.
+    #[error("module is over the node's limit of {limit} bytes")]
+    TooLargeStream {
+        /// The limit.
+        limit: u64,
+    },
     /// The component does not validate or compile.
     #[error("invalid component: {0}")]
     Invalid(String),
@@ -77,7 +84,7 @@ pub enum SpawnError {
 impl From<LoadError> for SpawnError {
     fn from(e: LoadError) -> Self {
         match e {
-            LoadError::TooLarge { limit, .. } => Self::TooLarge(limit),
+            LoadError::TooLarge { limit, .. } | LoadError::TooLargeStream { limit } => Self::TooLarge(limit),
             other => Self::InvalidModule(other.to_string()),
         }
     }

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use spore_host::proto::{Query, QueryReply};
 use spore_host::{
-    CacheDir, Compiler, DistConfig, ExitReason, Grants, Node, NodeConfig, Preopen, SpawnRequest, cookie, demo,
+    CacheDir, Compiler, DistConfig, ExitReason, Grants, LoadError, Node, NodeConfig, Preopen, SpawnRequest,
+    cookie, demo,
 };
 
 /// mimalloc instead of glibc's malloc: spawning a process makes dozens of small allocations
@@ -382,9 +383,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => {
-                let bytes = std::fs::read(&args.module)
-                    .with_context(|| format!("cannot read {}", args.module.display()))?;
                 let mut config = args.node.config();
+                let bytes = read_module(&args.module, &config)?;
                 if let Some(name) = &args.name {
                     config.name = name.clone();
                     config.dist = Some(args.cluster.dist(name, false)?);
@@ -438,11 +438,11 @@ async fn run(
 /// Runs a named node until Ctrl-C (or SIGTERM), printing the output of its --run process.
 async fn node(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
     // Read before the node starts: a missing file is an error before any "listening" line.
+    let mut config = cmd.node.config();
     let run = match cmd.run.first() {
-        Some(module) => Some(std::fs::read(module).with_context(|| format!("cannot read {module}"))?),
+        Some(module) => Some(read_module(module.as_ref(), &config)?),
         None => None,
     };
-    let mut config = cmd.node.config();
     config.name = cmd.name.clone();
     config.dist = Some(cmd.cluster.dist(&cmd.name, cmd.hidden)?);
     let node = Node::start(config)?;
@@ -516,10 +516,20 @@ fn tool_node(kind: &str, target: &str, cluster: &ClusterArgs) -> anyhow::Result<
     Ok(Node::start(config)?)
 }
 
+/// The module file at `path`, refused unread if over `config`'s size limit.
+fn read_module(path: &std::path::Path, config: &NodeConfig) -> anyhow::Result<Vec<u8>> {
+    spore_host::cache::read_module(path, config.max_module_bytes).map_err(|e| match e {
+        // "cannot read PATH: ..." says it all.
+        LoadError::Read { .. } => e.into(),
+        other => anyhow::Error::from(other).context(format!("cannot load {}", path.display())),
+    })
+}
+
 /// `spore spawn`: ships the module, runs it on the target, prints the group's output here.
 async fn spawn(cmd: SpawnCmd) -> anyhow::Result<ExitCode> {
-    let bytes =
-        std::fs::read(&cmd.module).with_context(|| format!("cannot read {}", cmd.module.display()))?;
+    // The target's limit is not known here: every node takes the default unless its
+    // embedder set another.
+    let bytes = read_module(&cmd.module, &NodeConfig::default())?;
     let node = tool_node("spawn", &cmd.on, &cmd.cluster)?;
     let mut group = node.group_leader();
     let mut request = SpawnRequest::from_bytes(bytes, cmd.entry.clone()).args(demo::text_args(&cmd.args));

@@ -387,10 +387,12 @@ impl Node {
 
     /// Loads a component from a file.
     pub async fn load_file(&self, path: impl AsRef<std::path::Path>) -> Result<ModuleId, LoadError> {
-        let path = path.as_ref();
-        let bytes = tokio::fs::read(path)
+        let path = path.as_ref().to_owned();
+        let shown = path.display().to_string();
+        let max = self.inner.config.max_module_bytes;
+        let bytes = tokio::task::spawn_blocking(move || crate::cache::read_module(&path, max))
             .await
-            .map_err(|error| LoadError::Read { path: path.display().to_string(), error })?;
+            .map_err(|e| LoadError::Read { path: shown, error: std::io::Error::other(e) })??;
         self.load(bytes).await
     }
 

@@ -147,6 +147,26 @@ fn a_missing_file_is_a_clear_error() {
 }
 
 #[test]
+fn a_module_file_over_the_size_limit_is_refused_unread() {
+    let dir = scratch("huge");
+    // 3 GiB, sparse: `run` used to read all of it (3 GB resident, 17 s) before refusing it.
+    let huge = dir.join("huge.wasm");
+    std::fs::File::create(&huge).unwrap().set_len(3 << 30).unwrap();
+    let huge = huge.display().to_string();
+    for command in [
+        &["run", huge.as_str()][..],
+        &["spawn", huge.as_str(), "--on", "nowhere@localhost"],
+        &["node", "--name", "huge@localhost", "--run", huge.as_str()],
+    ] {
+        let out = spore(&dir, command);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", stderr(&out));
+        let expected =
+            format!("cannot load {huge}: module is 3221225472 bytes, over the node's limit of 67108864");
+        assert!(stderr(&out).contains(&expected), "{command:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
 fn a_node_told_to_run_a_missing_file_or_entry_says_so_before_it_starts() {
     let dir = scratch("node-missing");
     let missing = dir.join("missing.wasm").display().to_string();
