@@ -12,6 +12,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::io::Write;
+use std::time::Duration;
 
 use crate::process::host::HostProcess;
 use crate::process::{ExitReason, GroupEvent, Incoming, NodeId, Pid, Stream};
@@ -130,23 +131,40 @@ impl GroupLeader {
         let mut lines = LineAssembler::default();
         let mut first_reason = ExitReason::Normal;
         while let Some(event) = self.next().await {
-            match event {
-                GroupEvent::Output { from, stream, bytes } => {
-                    let sink: &mut dyn Write = if stream == Stream::Stdout { out } else { err };
-                    lines.write(from, stream, &bytes, sink);
-                }
-                GroupEvent::Ended(pid, reason) => {
-                    lines.flush(pid, out, err);
-                    if pid == first {
-                        first_reason = reason;
-                    }
-                }
-                GroupEvent::Joined(_) => {}
+            if let GroupEvent::Ended(pid, reason) = &event
+                && *pid == first
+            {
+                first_reason = reason.clone();
             }
+            lines.print(event, out, err);
         }
         let _ = out.flush();
         let _ = err.flush();
         first_reason
+    }
+
+    /// Kills every member, and each one that joins meanwhile (a member's spawn may be on
+    /// its way), then prints the group's output until every member's end has come home, as
+    /// [`GroupLeader::print_until_done`] does: once it returns, no member is left running,
+    /// wherever it ran. Gives up after `within`, returning the members whose end did not
+    /// come (their node may be unreachable).
+    pub async fn kill_all(&mut self, out: &mut dyn Write, err: &mut dyn Write, within: Duration) -> Vec<Pid> {
+        for member in self.members() {
+            self.process.kill(member);
+        }
+        let mut lines = LineAssembler::default();
+        let drained = tokio::time::timeout(within, async {
+            while let Some(event) = self.next().await {
+                if let GroupEvent::Joined(pid) = &event {
+                    self.process.kill(*pid);
+                }
+                lines.print(event, out, err);
+            }
+        })
+        .await;
+        let _ = out.flush();
+        let _ = err.flush();
+        if drained.is_ok() { Vec::new() } else { self.members() }
     }
 }
 
@@ -158,6 +176,18 @@ struct LineAssembler {
 }
 
 impl LineAssembler {
+    /// Prints what `event` brings: output as whole lines, an end as its process's last line.
+    fn print(&mut self, event: GroupEvent, out: &mut dyn Write, err: &mut dyn Write) {
+        match event {
+            GroupEvent::Output { from, stream, bytes } => {
+                let sink: &mut dyn Write = if stream == Stream::Stdout { out } else { err };
+                self.write(from, stream, &bytes, sink);
+            }
+            GroupEvent::Ended(pid, _) => self.flush(pid, out, err),
+            GroupEvent::Joined(_) => {}
+        }
+    }
+
     fn write(&mut self, from: Pid, stream: Stream, bytes: &[u8], sink: &mut dyn Write) {
         let buf = self.partial.entry((from, stream)).or_default();
         buf.extend_from_slice(bytes);

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use spore_host::proto::{Query, QueryReply};
 use spore_host::{
-    CacheDir, Compiler, DistConfig, ExitReason, Grants, LoadError, Node, NodeConfig, Preopen, SpawnRequest,
-    cookie, demo,
+    CacheDir, Compiler, DistConfig, ExitReason, Grants, LoadError, Node, NodeConfig, Pid, Preopen,
+    SpawnRequest, cookie, demo,
 };
 
 /// mimalloc instead of glibc's malloc: spawning a process makes dozens of small allocations
@@ -525,6 +525,9 @@ fn read_module(path: &std::path::Path, config: &NodeConfig) -> anyhow::Result<Ve
     })
 }
 
+/// How long `spore spawn` waits, after Ctrl-C, for its processes' ends to come home.
+const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `spore spawn`: ships the module, runs it on the target, prints the group's output here.
 async fn spawn(cmd: SpawnCmd) -> anyhow::Result<ExitCode> {
     // The target's limit is not known here: every node takes the default unless its
@@ -541,8 +544,15 @@ async fn spawn(cmd: SpawnCmd) -> anyhow::Result<ExitCode> {
     let reason = tokio::select! {
         reason = group.print_until_done(pid, &mut out, &mut err) => reason,
         () = shutdown_signal() => {
-            for member in group.members() {
-                group.process().kill(member);
+            // Until their ends come home: the kills must reach the members' nodes before
+            // this node shuts down, and a member must not be said killed while it runs.
+            let left = tokio::select! {
+                left = group.kill_all(&mut out, &mut err, KILL_WAIT) => left,
+                () = shutdown_signal() => group.members(),
+            };
+            if !left.is_empty() {
+                let left: Vec<String> = left.iter().map(Pid::to_string).collect();
+                eprintln!("spore: not confirmed killed (their node did not answer): {}", left.join(", "));
             }
             ExitReason::Killed
         }

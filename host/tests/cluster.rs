@@ -107,6 +107,16 @@ impl Drop for NodeProcess {
     }
 }
 
+/// A fresh scratch directory for `test`, a private port mapper's port, and node `name`
+/// started there, listening.
+fn listening_node(test: &str, name: &str) -> (PathBuf, u16, NodeProcess) {
+    let dir = scratch(test);
+    let mapper = free_port();
+    let mut node = NodeProcess::start(&dir, name, mapper, &[]);
+    node.wait_for("listening on");
+    (dir, mapper, node)
+}
+
 /// Waits until `spore ps` on `node` lists a row that `listed` accepts (as the tutorial's user
 /// would wait for `start-pong` to return before typing `start-ping`); `what` names it.
 fn wait_ps(mapper: u16, node: &str, what: &str, listed: impl Fn(&str) -> bool) {
@@ -178,10 +188,7 @@ fn a_cookie_file_readable_by_others_is_refused() {
 
 #[test]
 fn a_second_node_under_a_running_nodes_name_stops_with_a_clear_error() {
-    let dir = scratch("twin");
-    let mapper = free_port();
-    let mut first = NodeProcess::start(&dir, "twin@localhost", mapper, &[]);
-    first.wait_for("listening on");
+    let (dir, mapper, _first) = listening_node("twin", "twin@localhost");
     let cmd = cluster_command(&dir, mapper, &["node", "--name", "twin@localhost"]);
     let out = common::output_within(cmd, DEADLINE);
     assert_eq!(out.status.code(), Some(2));
@@ -340,10 +347,7 @@ fn tut22_across_two_os_processes_prints_everything_on_the_spawning_node() {
 
 #[test]
 fn spawn_ends_with_noconnection_when_the_node_running_its_process_is_killed() {
-    let dir = scratch("lost");
-    let mapper = free_port();
-    let mut target = NodeProcess::start(&dir, "lost@localhost", mapper, &[]);
-    target.wait_for("listening on");
+    let (dir, mapper, mut target) = listening_node("lost", "lost@localhost");
     let module = dir.join("ping_pong.wasm").display().to_string();
     let spawn = cluster_command(&dir, mapper, &["spawn", &module, "pong", "--on", "lost@localhost"]);
     let waiting = std::thread::spawn(move || common::output_within(spawn, DEADLINE));
@@ -354,6 +358,50 @@ fn spawn_ends_with_noconnection_when_the_node_running_its_process_is_killed() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("on lost@localhost exited: noconnection"), "{err}");
+}
+
+/// A component whose one entry, `spin`, loops for ever without calling the host: written by
+/// hand in the text format (the list ["spin"] is at 28: (16, 4), "spin" at 16).
+const SPIN_WAT: &str = r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    (data (i32.const 16) "spin\10\00\00\00\04\00\00\00\14\00\00\00\01\00\00\00")
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+    (func (export "entries") (result i32) (i32.const 28))
+    (func (export "start") (param i32 i32 i32 i32) (loop $l (br $l))))
+  (core instance $i (instantiate $m))
+  (alias core export $i "memory" (core memory $memory))
+  (alias core export $i "cabi_realloc" (core func $realloc))
+  (func (export "entries") (result (list string)) (canon lift (core func $i "entries") (memory $memory)))
+  (func (export "start") (param "entry" string) (param "args" (list u8))
+    (canon lift (core func $i "start") (memory $memory) (realloc $realloc))))"#;
+
+#[test]
+fn ctrl_c_on_spawn_ends_its_process_on_the_target_before_it_exits() {
+    let (dir, mapper, _target) = listening_node("interrupt", "held@localhost");
+    let module = dir.join("spin.wasm");
+    std::fs::write(&module, wat::parse_str(SPIN_WAT).expect("spin.wat")).expect("write spin.wasm");
+    let module = module.display().to_string();
+    let mut spawn = cluster_command(&dir, mapper, &["spawn", &module, "spin", "--on", "held@localhost"]);
+    let child = spawn.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start spore spawn");
+    let spawn_pid = child.id().to_string();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    wait_running(mapper, "held@localhost", "spin");
+    let interrupted = Command::new("kill").args(["-INT", &spawn_pid]).status().expect("run kill");
+    assert!(interrupted.success());
+    let out = finished.recv_timeout(DEADLINE).expect("spore spawn ended").expect("its output");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("spin") && err.contains("exited: killed"), "{err}");
+    // It used to say so and exit at once, closing its connection before the target had read
+    // the kill (the target's worker was busy with the guest): `spin` ran on for ever.
+    let table = Command::new(env!("CARGO_BIN_EXE_spore"))
+        .args(["ps", "--node", "held@localhost", "--cookie", COOKIE, "--mapper-port", &mapper.to_string()])
+        .output()
+        .expect("run spore ps");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("PID") && !table.contains("spin"), "{table}");
 }
 
 #[test]
