@@ -56,6 +56,11 @@ fn signal_cost(frame: &Frame) -> u32 {
 /// How long after a failed connection attempt sends to that node are dropped without a new
 /// attempt.
 const REDIAL_AFTER: Duration = Duration::from_millis(500);
+/// How long a stopping node waits for its peers to acknowledge what it sent them.
+const DRAIN_WAIT: Duration = Duration::from_millis(500);
+/// How long a reader that saw its peer finish the stream waits for the connection's close,
+/// whose reason (a shutdown) is the node's down reason.
+const FINISH_GRACE: Duration = Duration::from_millis(500);
 /// How long a starting node waits to be registered with the port mapper.
 const MAPPER_REGISTRATION_WAIT: Duration = Duration::from_secs(2);
 /// How long a tool's query may take.
@@ -157,6 +162,8 @@ pub(crate) struct Peer {
     /// Modules whose bytes a spawn request brought to the node (at most
     /// [`MAX_OFFERED`], then forgotten).
     offered: Mutex<HashSet<ModuleId>>,
+    /// Asks the writer of an up link to finish its stream ([`peer::run_writer`]).
+    drain: Mutex<Option<oneshot::Sender<peer::Drain>>>,
 }
 
 /// Modules a peer remembers having brought to a node.
@@ -173,6 +180,7 @@ impl Peer {
             link: Mutex::new(Link::Connecting { queue: Some(rx), dialing }),
             status: watch::channel(Status::Pending).0,
             offered: Mutex::new(HashSet::new()),
+            drain: Mutex::new(None),
         })
     }
 
@@ -524,6 +532,24 @@ impl Dist {
     /// Closes every connection, telling peers this node shuts down, and gives up its name at
     /// the port mapper.
     pub async fn shutdown(&self) {
+        // What was sent before is delivered first: each link's writer writes what is queued,
+        // finishes its stream and answers once the peer has acknowledged it all (at most
+        // DRAIN_WAIT in all; an unresponsive peer loses what it had not acknowledged).
+        let peers: Vec<Arc<Peer>> = self.peers.lock().values().cloned().collect();
+        let drained: Vec<oneshot::Receiver<()>> = peers
+            .iter()
+            .filter_map(|p| {
+                let (done, drained) = oneshot::channel();
+                p.drain.lock().take()?.send(done).ok()?;
+                Some(drained)
+            })
+            .collect();
+        let _ = tokio::time::timeout(DRAIN_WAIT, async {
+            for d in drained {
+                let _ = d.await;
+            }
+        })
+        .await;
         self.transport.close(close::SHUTDOWN, b"shutdown").await;
         // The name is free for a node started under it next.
         if let Some(mapper) = &self.mapper {
@@ -744,7 +770,9 @@ fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dia
     };
     node.remember_node(peer.id, &peer.name);
     tracing::debug!(peer = %peer.name, incarnation = hello.incarnation, "node up");
-    dist.net.spawn(peer::run_writer(send, queue, Arc::clone(&peer.credit)));
+    let (drain, drained) = oneshot::channel();
+    *peer.drain.lock() = Some(drain);
+    dist.net.spawn(peer::run_writer(send, queue, Arc::clone(&peer.credit), drained));
     dist.net.spawn(read_loop(Arc::downgrade(node), Arc::clone(&peer), conn.clone(), reader));
     dist.net.spawn(accept_modules(Arc::downgrade(node), conn));
     peer.status.send_replace(Status::Up);
@@ -782,7 +810,11 @@ async fn read_loop(
                     peer.pace().await;
                 }
             }
-            Ok(None) => break "stream closed".to_owned(),
+            // A stopping peer finishes its stream, then closes the connection with its reason.
+            Ok(None) => match tokio::time::timeout(FINISH_GRACE, conn.closed()).await {
+                Ok(reason) => break crate::transport::down_reason(&reason),
+                Err(_) => break "stream closed".to_owned(),
+            },
             Err(peer::ReadError::Decode(e)) => {
                 tracing::warn!(peer = %peer.name, "closing the connection: {e}");
                 conn.close(close::PROTOCOL, e.to_string().as_bytes());

@@ -531,7 +531,8 @@ impl Node {
                 }
                 let _ = done.send(());
             });
-            let _ = wait.recv_timeout(std::time::Duration::from_secs(1));
+            // Bounded by its own waits: the peers' acknowledgements, then their close.
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(2));
         }
         for entry in self.inner.table.all() {
             entry.kill(ExitReason::Shutdown);

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use quinn::{Connecting, Connection, ConnectionError, Incoming, RecvStream, SendStream, VarInt};
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::tls::Claim;
 use super::{ConnectError, close};
@@ -78,15 +78,38 @@ impl FrameReader {
     }
 }
 
+/// A request to finish a connection's stream once what is queued is written, answered when
+/// the peer has acknowledged all of it (see [`run_writer`]).
+pub type Drain = oneshot::Sender<()>;
+
 /// Writes queued frames, gathering whatever is queued into one write, until the queue
-/// closes or the stream fails; returns each written frame's credit to `credit`.
+/// closes, the stream fails or a [`Drain`] comes on `drain`; returns each written frame's
+/// credit to `credit`. On a drain, once nothing is left queued, it finishes the stream and
+/// answers when the peer has acknowledged every byte: a stopping node closes its
+/// connections only then, or what it sent last would be lost with them.
 pub async fn run_writer(
     mut send: SendStream,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
     credit: Arc<Semaphore>,
+    mut drain: oneshot::Receiver<Drain>,
 ) {
     let mut batch = Batch::new();
-    while let Some(first) = queue.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            next = queue.recv() => match next {
+                Some(next) => next,
+                None => break,
+            },
+            asked = &mut drain => {
+                // No drain will come (its sender, the peer's, is gone): as a closed queue.
+                let Ok(done) = asked else { break };
+                let _ = send.finish();
+                let _ = send.stopped().await;
+                let _ = done.send(());
+                return;
+            }
+        };
         let mut held = first.credit as usize;
         batch.push(first);
         while batch.bytes < WRITE_BATCH_BYTES {
