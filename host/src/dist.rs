@@ -137,8 +137,14 @@ enum Link {
     /// Dialing (`dialing`), or waiting for a connection from the peer that this node has
     /// admitted; frames queue up.
     Connecting { queue: Option<mpsc::UnboundedReceiver<Outgoing>>, dialing: bool },
-    /// Handshake done.
-    Up { incarnation: u32, hidden: bool, conn: quinn::Connection },
+    /// Handshake done; `drain` asks its writer to finish the stream ([`peer::run_writer`]),
+    /// once.
+    Up {
+        incarnation: u32,
+        hidden: bool,
+        conn: quinn::Connection,
+        drain: Option<oneshot::Sender<peer::Drain>>,
+    },
     /// Gone; a new peer replaces it on next use.
     Down,
 }
@@ -162,8 +168,6 @@ pub(crate) struct Peer {
     /// Modules whose bytes a spawn request brought to the node (at most
     /// [`MAX_OFFERED`], then forgotten).
     offered: Mutex<HashSet<ModuleId>>,
-    /// Asks the writer of an up link to finish its stream ([`peer::run_writer`]).
-    drain: Mutex<Option<oneshot::Sender<peer::Drain>>>,
 }
 
 /// Modules a peer remembers having brought to a node.
@@ -180,7 +184,6 @@ impl Peer {
             link: Mutex::new(Link::Connecting { queue: Some(rx), dialing }),
             status: watch::channel(Status::Pending).0,
             offered: Mutex::new(HashSet::new()),
-            drain: Mutex::new(None),
         })
     }
 
@@ -540,7 +543,11 @@ impl Dist {
             .iter()
             .filter_map(|p| {
                 let (done, drained) = oneshot::channel();
-                p.drain.lock().take()?.send(done).ok()?;
+                let asked = match &mut *p.link.lock() {
+                    Link::Up { drain, .. } => drain.take(),
+                    _ => None,
+                };
+                asked?.send(done).ok()?;
                 Some(drained)
             })
             .collect();
@@ -755,23 +762,29 @@ fn install(node: &Arc<NodeInner>, conn: quinn::Connection, est: Established, dia
     if let Some(old) = replaced {
         lost(node, &old, "replaced by a new incarnation");
     }
-    let queue = {
+    let (queue, drained) = {
         let mut link = peer.link.lock();
         let queue = match &mut *link {
             Link::Connecting { queue, .. } => queue.take(),
             _ => None,
         };
-        *link = Link::Up { incarnation: hello.incarnation, hidden: hello.hidden, conn: conn.clone() };
-        queue
-    };
-    let Some(queue) = queue else {
-        conn.close(close::DUPLICATE, peer::DUPLICATE.as_bytes());
-        return;
+        // A link that is up already keeps its connection (and its writer its drain).
+        let Some(queue) = queue else {
+            drop(link);
+            conn.close(close::DUPLICATE, peer::DUPLICATE.as_bytes());
+            return;
+        };
+        let (drain, drained) = oneshot::channel();
+        *link = Link::Up {
+            incarnation: hello.incarnation,
+            hidden: hello.hidden,
+            conn: conn.clone(),
+            drain: Some(drain),
+        };
+        (queue, drained)
     };
     node.remember_node(peer.id, &peer.name);
     tracing::debug!(peer = %peer.name, incarnation = hello.incarnation, "node up");
-    let (drain, drained) = oneshot::channel();
-    *peer.drain.lock() = Some(drain);
     dist.net.spawn(peer::run_writer(send, queue, Arc::clone(&peer.credit), drained));
     dist.net.spawn(read_loop(Arc::downgrade(node), Arc::clone(&peer), conn.clone(), reader));
     dist.net.spawn(accept_modules(Arc::downgrade(node), conn));

@@ -384,7 +384,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => {
                 let mut config = args.node.config();
-                let bytes = read_module(&args.module, &config)?;
+                let bytes = read_module(&args.module, config.max_module_bytes)?;
                 if let Some(name) = &args.name {
                     config.name = name.clone();
                     config.dist = Some(args.cluster.dist(name, false)?);
@@ -440,7 +440,7 @@ async fn node(cmd: NodeCmd) -> anyhow::Result<ExitCode> {
     // Read before the node starts: a missing file is an error before any "listening" line.
     let mut config = cmd.node.config();
     let run = match cmd.run.first() {
-        Some(module) => Some(read_module(module.as_ref(), &config)?),
+        Some(module) => Some(read_module(module.as_ref(), config.max_module_bytes)?),
         None => None,
     };
     config.name = cmd.name.clone();
@@ -516,9 +516,9 @@ fn tool_node(kind: &str, target: &str, cluster: &ClusterArgs) -> anyhow::Result<
     Ok(Node::start(config)?)
 }
 
-/// The module file at `path`, refused unread if over `config`'s size limit.
-fn read_module(path: &std::path::Path, config: &NodeConfig) -> anyhow::Result<Vec<u8>> {
-    spore_host::cache::read_module(path, config.max_module_bytes).map_err(|e| match e {
+/// The module file at `path`, refused unread if over `max` bytes.
+fn read_module(path: &std::path::Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    spore_host::cache::read_module(path, max).map_err(|e| match e {
         // "cannot read PATH: ..." says it all.
         LoadError::Read { .. } => e.into(),
         other => anyhow::Error::from(other).context(format!("cannot load {}", path.display())),
@@ -532,7 +532,7 @@ const KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 async fn spawn(cmd: SpawnCmd) -> anyhow::Result<ExitCode> {
     // The target's limit is not known here: every node takes the default unless its
     // embedder set another.
-    let bytes = read_module(&cmd.module, &NodeConfig::default())?;
+    let bytes = read_module(&cmd.module, spore_host::config::DEFAULT_MODULE_BYTES)?;
     let node = tool_node("spawn", &cmd.on, &cmd.cluster)?;
     let mut group = node.group_leader();
     let mut request = SpawnRequest::from_bytes(bytes, cmd.entry.clone()).args(demo::text_args(&cmd.args));

@@ -326,9 +326,8 @@ async fn a_timeout_too_long_to_reach_means_no_timeout_for_guests_and_hosts() -> 
     let (from, outcome) = next_message(&mut me).await?;
     assert_eq!((from, as_text(&outcome)?), (waiter, "message hi"));
     // The host side: `Duration::MAX` panicked (adding it to an `Instant` overflows).
-    let host = node.host_process();
+    let mut host = node.host_process();
     me.send(host.pid(), 0, cbor::to_bytes(&text("hello"))).await?;
-    let mut host = host;
     assert!(matches!(host.receive(&[Selector::Any], Some(Duration::MAX)).await, Some(Incoming::Message(_))));
     Ok(())
 }

@@ -102,7 +102,8 @@ pub async fn run_writer(
                 None => break,
             },
             asked = &mut drain => {
-                // No drain will come (its sender, the peer's, is gone): as a closed queue.
+                // No drain will come (its sender went with the link, which is down): as a
+                // closed queue.
                 let Ok(done) = asked else { break };
                 let _ = send.finish();
                 let _ = send.stopped().await;
