@@ -81,6 +81,10 @@ pub(crate) fn build(config: &NodeConfig) -> Result<(Engine, Option<Arc<FnCache>>
         .consume_fuel(config.fuel)
         .memory_init_cow(config.copy_on_write)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // For profiling guests: perf then names their functions (README, "Where the time goes").
+    if std::env::var_os("SPORE_PERF_MAP").is_some() {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     // Winch has no such cache; it compiles fast anyway.
     let fn_cache = (config.compiler == Compiler::Cranelift).then(|| Arc::new(FnCache::new(FN_CACHE_BYTES)));
     if let Some(cache) = &fn_cache {

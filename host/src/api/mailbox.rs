@@ -23,7 +23,7 @@ use super::spore::process::mailbox::{self as wit, Host};
 use crate::error::SendError;
 use crate::node::TrySend;
 use crate::process::entry::{RUNNING, WAITING};
-use crate::process::mailbox::{Mailbox, deadline_after};
+use crate::process::mailbox::{Queue, deadline_after};
 use crate::process::state::ProcState;
 use crate::process::{Incoming, Pid, Selector};
 
@@ -130,7 +130,7 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
             };
             // What waits already is taken here, with no wait's future built or polled.
             let mut scanned = 0;
-            if let Some(entry) = take_entry(&store.data().me.mailbox, &selectors, &mut scanned) {
+            if let Some(entry) = take_entry(&mut store.data().me.mailbox.queue(), &selectors, &mut scanned) {
                 return Box::new(std::future::ready(Ok((Some(entry),))));
             }
             let deadline = deadline_of(timeout_ms);
@@ -161,7 +161,7 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
                     return Ok((Err(e),));
                 }
                 let mut scanned = 0;
-                if let Some(entry) = take_entry(&state.me.mailbox, &selectors, &mut scanned) {
+                if let Some(entry) = take_entry(&mut state.me.mailbox.queue(), &selectors, &mut scanned) {
                     return Ok((Ok(Some(entry)),));
                 }
                 // The receive's time starts after the send, as when the guest makes the two calls.
@@ -320,18 +320,18 @@ impl ProcState {
     ) -> Option<GuestIncoming> {
         self.me.state.store(WAITING, Ordering::Relaxed);
         let mailbox = &self.me.mailbox;
-        let entry = mailbox.wait_for(deadline, || take_entry(mailbox, selectors, &mut scanned)).await;
+        let entry = mailbox.wait_for(deadline, |q| take_entry(q, selectors, &mut scanned)).await;
         self.me.state.store(RUNNING, Ordering::Relaxed);
         entry
     }
 }
 
-/// Takes the oldest entry matching `selectors` after the first `scanned`, in its guest form;
-/// group events, which never reach guests, are dropped on the way.
+/// Takes the oldest entry matching `selectors` after the first `scanned` from the locked
+/// `queue`, in its guest form; group events, which never reach guests, are dropped on the way.
 #[inline(never)]
-fn take_entry(mailbox: &Mailbox, selectors: &[Selector], scanned: &mut usize) -> Option<GuestIncoming> {
+fn take_entry(queue: &mut Queue, selectors: &[Selector], scanned: &mut usize) -> Option<GuestIncoming> {
     loop {
-        if let Some(entry) = to_wit(mailbox.take_match(selectors, scanned)?) {
+        if let Some(entry) = to_wit(queue.take_match(selectors, scanned)?) {
             return Some(entry);
         }
     }

@@ -2,8 +2,11 @@
 //! the module's `InstancePre`, and the `start` export driven as a tokio task until it
 //! returns, traps, exits or is killed.
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use bytes::Bytes;
 use wasmtime::{Store, Trap, WasmBacktrace};
@@ -93,11 +96,17 @@ pub(crate) struct ExitRequest(pub ExitReason);
 /// the 160 bytes of `Launch`, twice, made every live process's task 256 bytes larger (W4b).
 pub(crate) async fn run(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Box<Launch>) {
     let reason = {
-        let guest = node.activity.track(run_guest(Arc::clone(&node), Arc::clone(&me), launch));
-        tokio::select! {
-            biased;
-            () = me.killed.notified() => me.kill_reason.lock().clone().unwrap_or(ExitReason::Killed),
-            (reason, store) = guest => {
+        let mut guest = pin!(node.activity.track(run_guest(Arc::clone(&node), Arc::clone(&me), launch)));
+        let mut left = None;
+        // A kill first, as it may come while the guest runs on.
+        let ended = poll_fn(|cx| match me.poll_killed(&mut left, cx) {
+            Poll::Ready(killed) => Poll::Ready(Err(killed)),
+            Poll::Pending => guest.as_mut().poll(cx).map(Ok),
+        })
+        .await;
+        match ended {
+            Err(killed) => killed,
+            Ok((reason, store)) => {
                 // Resetting the slot (dropping `store`) takes a few µs. A process that talks
                 // to another node lets the connection's writer run first, so that what it
                 // sent last leaves that much sooner. In interleaved A/B runs: W5 (a remote
@@ -112,7 +121,8 @@ pub(crate) async fn run(node: Arc<NodeInner>, me: Arc<ProcessEntry>, launch: Box
             }
         }
     };
-    // The store (and with it the pool slot) is gone once the select above has finished.
+    me.unwatch_kills();
+    // The store (and with it the pool slot) is gone once the block above has finished.
     node.table.guests.fetch_sub(1, Ordering::AcqRel);
     node.output_acks.remove(&me.pid);
     node.process_ended(&me, reason);
