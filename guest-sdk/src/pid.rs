@@ -101,8 +101,8 @@ impl NodeNames {
         self.0.iter().rev().find(|(i, _)| *i == id).map(|(_, n)| Rc::clone(n))
     }
 
-    fn by_name(&self, name: &str) -> Option<u64> {
-        self.0.iter().rev().find(|(_, n)| **n == *name).map(|(i, _)| *i)
+    fn by_name(&self, name: &[u8]) -> Option<u64> {
+        self.0.iter().rev().find(|(_, n)| n.as_bytes() == name).map(|(i, _)| *i)
     }
 }
 
@@ -117,12 +117,21 @@ pub(crate) fn node_name(id: u64) -> Option<Rc<str>> {
 
 /// The id of the node called `name`, telling the host about it the first time.
 pub(crate) fn node_id(name: &str) -> u64 {
-    if let Some(id) = NODES.with(|n| n.borrow().by_name(name)) {
+    if let Some(id) = NODES.with(|n| n.borrow().by_name(name.as_bytes())) {
         return id;
     }
     let id = wit_node::resolve(name);
     NODES.with(|n| n.borrow_mut().remember(id, name));
     id
+}
+
+/// [`node_id`] of a name as it lies in a message: a name seen before is found without
+/// checking it is UTF-8 again (it equals one that was). `None` if it is not UTF-8.
+pub(crate) fn node_id_of_bytes(name: &[u8]) -> Option<u64> {
+    match NODES.with(|n| n.borrow().by_name(name)) {
+        Some(id) => Some(id),
+        None => core::str::from_utf8(name).ok().map(node_id),
+    }
 }
 
 impl Serialize for Pid {

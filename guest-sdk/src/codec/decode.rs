@@ -158,14 +158,23 @@ impl<'de> Decoder<'de> {
         Ok(bytes)
     }
 
-    /// Consumes the head of the next item.
+    /// Consumes the head of the next item. The common short head (argument below 24) is
+    /// read inline; longer ones out of line.
     #[inline]
     fn head(&mut self) -> Result<Head, CodecError> {
         let initial = self.peek()?;
         self.pos += 1;
         let (major, info) = (initial & 0xe0, initial & 0x1f);
+        if info < 24 {
+            return Ok(Head { major, info, value: u64::from(info) });
+        }
+        self.long_head(major, info)
+    }
+
+    /// The rest of a head whose additional information is 24 or more.
+    #[inline(never)]
+    fn long_head(&mut self, major: u8, info: u8) -> Result<Head, CodecError> {
         let value = match info {
-            0..=23 => u64::from(info),
             // 1, 2, 4 or 8 bytes, big-endian: one loop is less code than four conversions.
             24..=27 => self.take(1 << (info - 24))?.iter().fold(0, |value, &b| value << 8 | u64::from(b)),
             INDEFINITE if matches!(major, major::BYTES | major::TEXT | major::ARRAY | major::MAP) => 0,
@@ -347,20 +356,49 @@ impl<'de> Decoder<'de> {
             return Err(error("expected a pid (tag SPID)"));
         }
         let bad = || error("a pid is [node-name, incarnation, index]");
-        let Item::Array(length) = self.item()? else { return Err(bad()) };
-        if length.is_some_and(|n| n != 3) {
+        let array = self.head()?;
+        if array.major != major::ARRAY || !array.indefinite() && array.value != 3 {
             return Err(bad());
         }
-        let Item::Text(name) = self.item()? else { return Err(bad()) };
-        let node = crate::pid::node_id(&name);
-        let (Item::Unsigned(incarnation), Item::Unsigned(index)) = (self.item()?, self.item()?) else {
+        let node = match self.definite_string(major::TEXT)? {
+            Some(name) => crate::pid::node_id_of_bytes(name).ok_or_else(not_utf8)?,
+            None => match self.item()? {
+                Item::Text(name) => crate::pid::node_id(&name),
+                _ => return Err(bad()),
+            },
+        };
+        let (Some(incarnation), Some(index)) = (self.unsigned()?, self.unsigned()?) else {
             return Err(bad());
         };
         let incarnation = u32::try_from(incarnation).map_err(|_| bad())?;
-        if length.is_none() && !self.at_break()? {
+        if array.indefinite() && !self.at_break()? {
             return Err(bad());
         }
         Ok(Pid { node, incarnation, index })
+    }
+
+    /// The content of the next item if it is a definite-length string of major type
+    /// `major` (text or bytes), consumed: the common case of the typed reads, taken without
+    /// building an [`Item`] (which the general path returns through memory).
+    #[inline(never)]
+    fn definite_string(&mut self, major: u8) -> Result<Option<&'de [u8]>, CodecError> {
+        match self.input.get(self.pos) {
+            Some(&initial) if initial & 0xe0 == major && initial & 0x1f != INDEFINITE => {
+                let head = self.head()?;
+                let len = self.length(head)?;
+                self.take(len).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The next item's value if it is an unsigned integer, consumed.
+    #[inline(never)]
+    fn unsigned(&mut self) -> Result<Option<u64>, CodecError> {
+        match self.input.get(self.pos) {
+            Some(&initial) if initial & 0xe0 == major::UNSIGNED => self.head().map(|head| Some(head.value)),
+            _ => Ok(None),
+        }
     }
 
     /// Consumes a null or undefined if one is next.
@@ -419,6 +457,9 @@ fn parse_float<F: core::str::FromStr>(text: &str) -> Result<F, CodecError> {
 macro_rules! integers {
     ($($method:ident : $ty:ty),* $(,)?) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+            if let Some(n) = self.unsigned()? {
+                return visitor.visit_u64(n);
+            }
             match self.text_to_parse()? {
                 Some(text) => match parse_int(&text, stringify!($ty))? {
                     ParsedInt::Unsigned(n) => visitor.visit_u64(n),
@@ -638,6 +679,9 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let Some(text) = self.definite_string(major::TEXT)? {
+            return visitor.visit_borrowed_str(core::str::from_utf8(text).map_err(|_| not_utf8())?);
+        }
         match self.item()? {
             Item::Text(text) => visit_text(text, visitor),
             Item::Bytes(bytes) => visit_bytes(bytes, visitor),
@@ -650,6 +694,9 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let Some(bytes) = self.definite_string(major::BYTES)? {
+            return visitor.visit_borrowed_bytes(bytes);
+        }
         match self.item()? {
             Item::Bytes(bytes) => visit_bytes(bytes, visitor),
             Item::Text(text) => visit_text(text, visitor),
@@ -663,6 +710,14 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        if let Some(&initial) = self.input.get(self.pos)
+            && initial & 0xe0 == major::ARRAY
+            && initial & 0x1f != INDEFINITE
+        {
+            let head = self.head()?;
+            let len = self.length(head)?;
+            return self.array(Some(len), visitor);
+        }
         match self.item()? {
             Item::Array(left) => self.array(left, visitor),
             other => mismatch(&other, &visitor),

@@ -203,6 +203,40 @@ fn pids_are_tagged_as_the_host_expects() {
 const PID_TAG_U64: u64 = crate::PID_TAG;
 
 #[test]
+fn pids_are_read_in_every_form_an_encoder_may_write_and_refused_malformed() {
+    let id = crate::pid::remember_node_for_test("b@localhost");
+    let pid = crate::Pid { node: id, incarnation: 7, index: 300 };
+    let tag = [0xda, 0x53, 0x50, 0x49, 0x44];
+    let pid_with = |array: &[u8]| [&tag[..], array].concat();
+    // Indefinite array and name (chunks "b@", "localhost"), the index in two bytes.
+    let mut indefinite = vec![0x9f, 0x7f, 0x62, b'b', b'@', 0x69];
+    indefinite.extend_from_slice(b"localhost");
+    indefinite.extend_from_slice(&[0xff, 0x07, 0x19, 0x01, 0x2c, 0xff]);
+    assert_eq!(decode::<crate::Pid>(&pid_with(&indefinite)).unwrap(), pid);
+    let definite = |name: &[u8], incarnation: &[u8]| {
+        let mut array = vec![0x83, 0x60 | name.len() as u8];
+        array.extend_from_slice(name);
+        array.extend_from_slice(incarnation);
+        array.extend_from_slice(&[0x19, 0x01, 0x2c]);
+        pid_with(&array)
+    };
+    assert_eq!(decode::<crate::Pid>(&definite(b"b@localhost", &[0x07])).unwrap(), pid);
+    // The incarnation in a needlessly long form is still 7.
+    assert_eq!(decode::<crate::Pid>(&definite(b"b@localhost", &[0x1a, 0, 0, 0, 7])).unwrap(), pid);
+    for (bad, why) in [
+        (definite(b"b@\xfflocalhost", &[0x07]), "UTF-8"),
+        (definite(b"b@localhost", &[0x1b, 1, 0, 0, 0, 0, 0, 0, 0]), "pid"),
+        (definite(b"b@localhost", &[0x20]), "pid"),
+        (pid_with(&[0x82, 0x60, 0x07]), "pid"),
+        (pid_with(&[0x83, 0x07, 0x07, 0x07]), "pid"),
+        (pid_with(&[0x83, 0x61]), "ends"),
+    ] {
+        let err = decode::<crate::Pid>(&bad).unwrap_err();
+        assert!(err.0.contains(why), "{bad:02x?}: {err}");
+    }
+}
+
+#[test]
 fn indefinite_lengths_and_half_floats_are_read() {
     // [_ "ab" "c"(chunked), {_ "k": 1}] and a half-precision 1.5 / -infinity.
     let bytes = [0x9f, 0x7f, 0x62, b'a', b'b', 0x61, b'c', 0xff, 0xbf, 0x61, b'k', 0x01, 0xff, 0xff];
