@@ -646,13 +646,13 @@ impl NodeInner {
     /// Puts a message in a local mailbox. A pid of a dead process or of an earlier
     /// incarnation: dropped, as in Erlang.
     pub(crate) fn deliver(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) -> Result<(), SendError> {
-        let Some(target) = self.table.get(&to) else {
-            return Ok(());
-        };
-        target
-            .mailbox
-            .push(Incoming::Message(Message { sender: from, tag, payload }))
-            .map_err(|_| SendError::MailboxFull(to))
+        let pushed = self.table.with(&to, |target| {
+            target.mailbox.push(Incoming::Message(Message { sender: from, tag, payload }))
+        });
+        match pushed {
+            Some(Err(_)) => Err(SendError::MailboxFull(to)),
+            Some(Ok(())) | None => Ok(()),
+        }
     }
 
     /// The connection a message to the remote pid `to` goes by; none for a pid of the node's

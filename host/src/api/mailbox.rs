@@ -160,13 +160,11 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
                 if let Err(e) = state.send(to, tag, payload).await? {
                     return Ok((Err(e),));
                 }
-                let mut scanned = 0;
-                if let Some(entry) = take_entry(&mut state.me.mailbox.queue(), &selectors, &mut scanned) {
-                    return Ok((Ok(Some(entry)),));
-                }
-                // The receive's time starts after the send, as when the guest makes the two calls.
+                // The receive's time starts after the send, as when the guest makes the two
+                // calls. No look before the wait, whose first poll looks: the request's reply
+                // is rarely there yet, and each look takes the mailbox's lock.
                 let deadline = deadline_of(timeout_ms);
-                Ok((Ok(state.receive_entry(&selectors, deadline, scanned).await),))
+                Ok((Ok(state.receive_entry(&selectors, deadline, 0).await),))
             })
         },
     )?;
