@@ -238,11 +238,12 @@ impl NodeInner {
     /// with a limit reason its links and monitors see (as Erlang ends a process that
     /// exceeds its `max_heap_size`). Only guests have a bound; host processes never fill.
     pub(crate) fn deliver_or_end_receiver(&self, from: Pid, to: Pid, tag: u64, payload: Bytes) {
-        let Some(target) = self.table.get(&to) else { return };
-        if let Err(full) = target.mailbox.push(Incoming::Message(Message { sender: from, tag, payload })) {
-            tracing::warn!(%from, %to, "{full}: a message its sender cannot be told about ends the receiver");
-            target.kill(ExitReason::Limit(format!("{full}, a message from {from} could not be delivered")));
-        }
+        self.table.with(&to, |target| {
+            if let Err(full) = target.mailbox.push(Incoming::Message(Message { sender: from, tag, payload })) {
+                tracing::warn!(%from, %to, "{full}: a message its sender cannot be told about ends the receiver");
+                target.kill(ExitReason::Limit(format!("{full}, a message from {from} could not be delivered")));
+            }
+        });
     }
 
     /// Live processes, as a tool sees them.
