@@ -307,8 +307,8 @@ impl ProcState {
     }
 
     /// `receive`'s wait, shared with `send-receive`: the caller has checked the selectors and
-    /// found no match in the first `scanned` entries. Entries are taken between waits
-    /// ([`take_entry`], out of line: see
+    /// found no match in the first `scanned` entries (0: it has not looked). Entries are
+    /// taken under the mailbox's lock at each wake-up ([`take_entry`], out of line: see
     /// [`Mailbox::wait_for`](crate::process::mailbox::Mailbox::wait_for)).
     async fn receive_entry(
         &mut self,

@@ -227,10 +227,10 @@ impl Mailbox {
         self.queue.lock().take_match(selectors, from)
     }
 
-    /// Waits until `take` takes something, trying it on the locked entries at each wake-up,
-    /// or until `deadline` (forever if none), when it tries once more. The caller has tried
-    /// it already. What a waiting process holds is small on purpose: every page of stack a
-    /// waiting process has touched stays resident (W4b), so `take` should be out of line.
+    /// Waits until `take` takes something, trying it on the locked entries at the first poll
+    /// and at each wake-up, or until `deadline` (forever if none), when it tries once more.
+    /// What a waiting process holds is small on purpose: every page of stack a waiting
+    /// process has touched stays resident (W4b), so `take` should be out of line.
     pub(crate) fn wait_for<T>(
         &self,
         deadline: Option<Instant>,
