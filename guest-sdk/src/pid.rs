@@ -117,21 +117,22 @@ pub(crate) fn node_name(id: u64) -> Option<Rc<str>> {
 
 /// The id of the node called `name`, telling the host about it the first time.
 pub(crate) fn node_id(name: &str) -> u64 {
-    if let Some(id) = NODES.with(|n| n.borrow().by_name(name.as_bytes())) {
-        return id;
-    }
-    let id = wit_node::resolve(name);
-    NODES.with(|n| n.borrow_mut().remember(id, name));
-    id
+    // Text is UTF-8: the lookup below never refuses it.
+    node_id_of_bytes(name.as_bytes()).unwrap_or_default()
 }
 
 /// [`node_id`] of a name as it lies in a message: a name seen before is found without
-/// checking it is UTF-8 again (it equals one that was). `None` if it is not UTF-8.
+/// checking it is UTF-8 again (it equals one that was). `None` if it is not UTF-8. One copy
+/// of this code serves both, out of line: every guest ships it.
+#[inline(never)]
 pub(crate) fn node_id_of_bytes(name: &[u8]) -> Option<u64> {
-    match NODES.with(|n| n.borrow().by_name(name)) {
-        Some(id) => Some(id),
-        None => core::str::from_utf8(name).ok().map(node_id),
+    if let Some(id) = NODES.with(|n| n.borrow().by_name(name)) {
+        return Some(id);
     }
+    let name = core::str::from_utf8(name).ok()?;
+    let id = wit_node::resolve(name);
+    NODES.with(|n| n.borrow_mut().remember(id, name));
+    Some(id)
 }
 
 impl Serialize for Pid {

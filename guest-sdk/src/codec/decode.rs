@@ -360,13 +360,11 @@ impl<'de> Decoder<'de> {
         if array.major != major::ARRAY || !array.indefinite() && array.value != 3 {
             return Err(bad());
         }
-        let node = match self.definite_string(major::TEXT)? {
-            Some(name) => crate::pid::node_id_of_bytes(name).ok_or_else(not_utf8)?,
-            None => match self.item()? {
-                Item::Text(name) => crate::pid::node_id(&name),
-                _ => return Err(bad()),
-            },
-        };
+        let name = self.head()?;
+        if name.major != major::TEXT {
+            return Err(bad());
+        }
+        let node = crate::pid::node_id_of_bytes(&self.string(name)?).ok_or_else(not_utf8)?;
         let (Some(incarnation), Some(index)) = (self.unsigned()?, self.unsigned()?) else {
             return Err(bad());
         };
