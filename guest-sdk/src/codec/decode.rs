@@ -380,14 +380,21 @@ impl<'de> Decoder<'de> {
     /// building an [`Item`] (which the general path returns through memory).
     #[inline(never)]
     fn definite_string(&mut self, major: u8) -> Result<Option<&'de [u8]>, CodecError> {
-        match self.input.get(self.pos) {
-            Some(&initial) if initial & 0xe0 == major && initial & 0x1f != INDEFINITE => {
-                let head = self.head()?;
-                let len = self.length(head)?;
-                self.take(len).map(Some)
-            }
-            _ => Ok(None),
+        if !self.next_is_definite(major) {
+            return Ok(None);
         }
+        let head = self.head()?;
+        let len = self.length(head)?;
+        self.take(len).map(Some)
+    }
+
+    /// Whether the next item is of major type `major` (a string, array or map) with a
+    /// definite length.
+    #[inline]
+    fn next_is_definite(&self, major: u8) -> bool {
+        self.input
+            .get(self.pos)
+            .is_some_and(|&initial| initial & 0xe0 == major && initial & 0x1f != INDEFINITE)
     }
 
     /// The next item's value if it is an unsigned integer, consumed.
@@ -708,10 +715,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-        if let Some(&initial) = self.input.get(self.pos)
-            && initial & 0xe0 == major::ARRAY
-            && initial & 0x1f != INDEFINITE
-        {
+        if self.next_is_definite(major::ARRAY) {
             let head = self.head()?;
             let len = self.length(head)?;
             return self.array(Some(len), visitor);

@@ -221,12 +221,6 @@ impl Mailbox {
         self.queue.lock()
     }
 
-    /// Removes and returns the oldest entry matching `selectors`, if any, scanning from
-    /// position `from` ([`Queue::take_match`]).
-    pub(crate) fn take_match(&self, selectors: &[Selector], from: &mut usize) -> Option<Incoming> {
-        self.queue.lock().take_match(selectors, from)
-    }
-
     /// Waits until `take` takes something, trying it on the locked entries at the first poll
     /// and at each wake-up, or until `deadline` (forever if none), when it tries once more.
     /// What a waiting process holds is small on purpose: every page of stack a waiting
@@ -244,9 +238,6 @@ impl Mailbox {
     /// timeout: a caller that receives again after an entry it does not want keeps its time.
     pub async fn receive(&self, selectors: &[Selector], deadline: Option<Instant>) -> Option<Incoming> {
         let mut scanned = 0;
-        if let Some(entry) = self.take_match(selectors, &mut scanned) {
-            return Some(entry);
-        }
         self.wait_for(deadline, |q| q.take_match(selectors, &mut scanned)).await
     }
 
@@ -261,7 +252,7 @@ impl Mailbox {
         deadline: Option<Instant>,
         out: &mut Vec<Incoming>,
     ) {
-        let mut take = |q: &mut Queue| {
+        let take = |q: &mut Queue| {
             let first = q.take_match(&[], &mut 0)?;
             out.push(first);
             let mut budget = byte_budget;
@@ -279,9 +270,7 @@ impl Mailbox {
             }
             Some(())
         };
-        if take(&mut self.queue.lock()).is_none() {
-            self.wait_for(deadline, take).await;
-        }
+        self.wait_for(deadline, take).await;
     }
 
     /// Removes the down notice of monitor `monitor`, if it waits here.
@@ -294,7 +283,7 @@ impl Mailbox {
 
     /// Takes a matching entry without waiting.
     pub fn try_receive(&self, selectors: &[Selector]) -> Option<Incoming> {
-        self.take_match(selectors, &mut 0)
+        self.queue.lock().take_match(selectors, &mut 0)
     }
 }
 

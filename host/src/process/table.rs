@@ -65,15 +65,12 @@ impl ProcessTable {
 
     /// The live local process `pid`.
     pub fn get(&self, pid: &Pid) -> Option<Arc<ProcessEntry>> {
-        if !self.is_local(pid) {
-            return None;
-        }
-        self.procs.get(&pid.index).map(|e| Arc::clone(e.value()))
+        self.with(pid, Arc::clone)
     }
 
     /// Runs `f` on the live local process `pid`, under the table's read lock on it, without
     /// a reference of its own: a send's lookup, two atomic operations fewer than [`Self::get`]'s.
-    pub fn with<R>(&self, pid: &Pid, f: impl FnOnce(&ProcessEntry) -> R) -> Option<R> {
+    pub fn with<R>(&self, pid: &Pid, f: impl FnOnce(&Arc<ProcessEntry>) -> R) -> Option<R> {
         if !self.is_local(pid) {
             return None;
         }
