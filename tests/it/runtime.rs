@@ -263,6 +263,18 @@ async fn send_receive_sends_then_receives_and_a_failed_send_receives_nothing() -
 }
 
 #[tokio::test]
+async fn a_received_message_reaches_the_guest_field_for_field_through_receive_and_send_receive()
+-> anyhow::Result<()> {
+    let node = node("fields@localhost");
+    let limits = load(&node, guests::LIMITS).await?;
+    let mut me = node.host_process();
+    spawn(&node, limits, "received_fields", vec![node.pid_value(me.pid())])?;
+    let (_, outcome) = next_message(&mut me).await?;
+    assert_eq!(as_text(&outcome)?, "ok");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_module_over_the_size_limit_is_too_large_for_a_guest_spawn() -> anyhow::Result<()> {
     let mut config = spore_tests::test_config("modsize@localhost");
     config.max_module_bytes = 512 << 10;

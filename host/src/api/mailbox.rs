@@ -7,7 +7,8 @@
 //! guest; here the payload is lowered from its [`Bytes`] directly. Bindgen's `send` builds
 //! the future of a send that may wait on the process's stack, on every call; here the send
 //! is made first without waiting ([`try_send`](crate::node::NodeInner::try_send)), and the waiting future is built
-//! only for a send that must wait. The stack a process touches is resident for its whole
+//! only for a send that must wait. `receive` and `send-receive` write a message into the
+//! guest by hand ([`lower`]). The stack a process touches is resident for its whole
 //! life: an idle process's deepest call was `send`, 5.4 KB, two pages.
 
 use std::sync::atomic::Ordering;
@@ -26,6 +27,10 @@ use crate::process::entry::{RUNNING, WAITING};
 use crate::process::mailbox::{Queue, deadline_after};
 use crate::process::state::ProcState;
 use crate::process::{Incoming, Pid, Selector};
+
+mod lower;
+
+use lower::{ReceiveResult, SendReceiveResult};
 
 /// Most selectors one receive may have.
 const MAX_SELECTORS: usize = 256;
@@ -131,12 +136,12 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
             // What waits already is taken here, with no wait's future built or polled.
             let mut scanned = 0;
             if let Some(entry) = take_entry(&mut store.data().me.mailbox.queue(), &selectors, &mut scanned) {
-                return Box::new(std::future::ready(Ok((Some(entry),))));
+                return Box::new(std::future::ready(Ok((ReceiveResult(Some(entry)),))));
             }
             let deadline = deadline_of(timeout_ms);
-            Box::new(
-                async move { Ok((store.data_mut().receive_entry(&selectors, deadline, scanned).await,)) },
-            )
+            Box::new(async move {
+                Ok((ReceiveResult(store.data_mut().receive_entry(&selectors, deadline, scanned).await),))
+            })
         },
     )?;
     mailbox.func_wrap_async(
@@ -158,13 +163,13 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
             Box::new(async move {
                 let state = store.data_mut();
                 if let Err(e) = state.send(to, tag, payload).await? {
-                    return Ok((Err(e),));
+                    return Ok((SendReceiveResult(Err(e)),));
                 }
                 // The receive's time starts after the send, as when the guest makes the two
                 // calls. No look before the wait, whose first poll looks: the request's reply
                 // is rarely there yet, and each look takes the mailbox's lock.
                 let deadline = deadline_of(timeout_ms);
-                Ok((Ok(state.receive_entry(&selectors, deadline, 0).await),))
+                Ok((SendReceiveResult(Ok(state.receive_entry(&selectors, deadline, 0).await)),))
             })
         },
     )?;

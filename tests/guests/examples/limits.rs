@@ -164,7 +164,43 @@ fn send_receive_halves(parent: Pid, big: u64) {
     send(parent, &steps.join("; "));
 }
 
+/// Sends itself messages of several sizes with tags that fill all 64 bits, takes each back
+/// through `receive` and through `send-receive`, and tells `parent` `"ok"` or the first
+/// field that differs: the host lowers a received message by hand, and this checks every
+/// field it writes (sender's node, incarnation and index, tag, payload) where a guest reads it.
+fn received_fields(parent: Pid) {
+    use spore_guest::bindings::spore::process::{mailbox as wit, process as wit_process};
+    let me = wit_process::self_();
+    let check = |how: &str, tag: u64, payload: &[u8], got: Option<wit::Incoming>| match got {
+        Some(wit::Incoming::Message(m)) => {
+            let sender = (m.sender.node, m.sender.incarnation, m.sender.index);
+            if sender != (me.node, me.incarnation, me.index) {
+                Err(format!("{how}: sender {sender:?}, not {:?}", (me.node, me.incarnation, me.index)))
+            } else if m.tag != tag {
+                Err(format!("{how}: tag {:#x}, not {tag:#x}", m.tag))
+            } else if m.payload != payload {
+                Err(format!("{how}: {} payload bytes differ (of {})", payload.len(), m.payload.len()))
+            } else {
+                Ok(())
+            }
+        }
+        other => Err(format!("{how}: {other:?}")),
+    };
+    let outcome = [0usize, 1, 7, 64, 65, 4000, 70_000].iter().enumerate().try_for_each(|(i, &len)| {
+        let payload: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
+        let tag = 0xfedc_ba98_7654_3210 ^ i as u64;
+        wit::send(me, tag, &payload).map_err(|e| format!("send: {e:?}"))?;
+        check("receive", tag, &payload, wit::receive(&[wit::Selector::Tag(tag)], None))?;
+        let tag = !tag;
+        let got = wit::send_receive(me, tag, &payload, &[wit::Selector::Tag(tag)], None)
+            .map_err(|e| format!("send-receive: {e:?}"))?;
+        check("send-receive", tag, &payload, got)
+    });
+    send(parent, &outcome.map_or_else(|e| e, |()| "ok".to_owned()));
+}
+
 spore_guest::entries!(
+    received_fields,
     send_big,
     send_big_later,
     wait,
