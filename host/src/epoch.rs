@@ -8,7 +8,7 @@
 //! thousand a second per node.
 //!
 //! Parking cannot starve a running guest: the ticker never parks while a guest's poll is in
-//! progress (each poll is counted in and out, [`GuestActivity::polling`]), so a guest that
+//! progress (each poll is counted in and out, [`polls`]), so a guest that
 //! runs sees the epoch advance past its deadline and yields at its next epoch check, and the
 //! poll that resumes it wakes the ticker again. Marking at the poll's start is not enough:
 //! wasmtime sets a guest's next deadline (the epoch then, plus one) when the guest resumes
@@ -19,33 +19,19 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use wasmtime::Engine;
 
+mod polls;
+
+use polls::Polling;
+
 /// Ticks without any guest poll after which the ticker parks.
 const QUIET_TICKS: u32 = 2;
-
-/// Counters of polls in progress, one per cache line, spread over threads: a single counter
-/// would bounce between the workers' caches at every poll.
-const POLL_SHARDS: usize = 16;
-
-/// A counter alone on its cache line.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded(AtomicUsize);
-
-/// The shard of [`GuestActivity::polling`] this thread counts in.
-fn poll_shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % POLL_SHARDS;
-    }
-    SHARD.with(|s| *s)
-}
 
 /// Whether guests ran recently; shared by a node's guest futures and its ticker.
 #[derive(Debug)]
@@ -56,8 +42,6 @@ pub(crate) struct GuestActivity {
     parked: AtomicBool,
     /// The ticker thread, to unpark it.
     ticker: std::sync::OnceLock<Thread>,
-    /// Guest polls in progress, summed over the shards.
-    polling: [Padded; POLL_SHARDS],
 }
 
 impl GuestActivity {
@@ -66,13 +50,7 @@ impl GuestActivity {
             active: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             ticker: std::sync::OnceLock::new(),
-            polling: Default::default(),
         }
-    }
-
-    /// Whether some guest's poll is in progress.
-    fn polling(&self) -> bool {
-        self.polling.iter().any(|c| c.0.load(Ordering::SeqCst) != 0)
     }
 
     /// Records that a guest is about to run. On the hot path this is one load of a flag that
@@ -119,28 +97,9 @@ impl<F: Future> Future for Tracked<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _polling = Polling::enter(this.activity);
+        let _polling = Polling::enter();
         this.activity.mark();
         this.future.poll(cx)
-    }
-}
-
-/// A guest poll in progress: counted from its start to its end (even an unwinding one).
-struct Polling<'a>(&'a AtomicUsize);
-
-impl<'a> Polling<'a> {
-    /// Counts a poll in. SeqCst, before [`GuestActivity::mark`]'s load: a ticker about to
-    /// park either sees this count or has yet to clear the flag that load reads.
-    fn enter(activity: &'a GuestActivity) -> Self {
-        let counter = &activity.polling[poll_shard()].0;
-        counter.fetch_add(1, Ordering::SeqCst);
-        Self(counter)
-    }
-}
-
-impl Drop for Polling<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -155,6 +114,7 @@ impl EpochTicker {
     /// Starts the ticker thread of `engine`.
     pub fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        polls::init();
         let activity = Arc::new(GuestActivity::new());
         let (flag, shared) = (Arc::clone(&stop), Arc::clone(&activity));
         let thread = std::thread::Builder::new()
@@ -178,7 +138,7 @@ fn tick_while_active(engine: &Engine, tick: Duration, activity: &GuestActivity, 
         // Ticking goes on while a guest's poll is in progress and for a few ticks after the
         // last one: guests that wait briefly would otherwise have every poll wake the ticker.
         engine.increment_epoch();
-        if activity.active.swap(false, Ordering::SeqCst) | activity.polling() {
+        if activity.active.swap(false, Ordering::SeqCst) | polls::any() {
             quiet = 0;
             continue;
         }
@@ -187,7 +147,13 @@ fn tick_while_active(engine: &Engine, tick: Duration, activity: &GuestActivity, 
             continue;
         }
         activity.parked.store(true, Ordering::SeqCst);
-        if !activity.active.load(Ordering::SeqCst) && !activity.polling() && !stop.load(Ordering::SeqCst) {
+        // After the barrier, a poll counted in is seen here, or it sees `parked` and wakes
+        // this thread (see `polls`).
+        if polls::barrier()
+            && !activity.active.load(Ordering::SeqCst)
+            && !polls::any()
+            && !stop.load(Ordering::SeqCst)
+        {
             std::thread::park();
         }
         activity.parked.store(false, Ordering::SeqCst);

@@ -26,7 +26,7 @@ use crate::node::TrySend;
 use crate::process::entry::{RUNNING, WAITING};
 use crate::process::mailbox::{Queue, deadline_after};
 use crate::process::state::ProcState;
-use crate::process::{Incoming, Pid, Selector};
+use crate::process::{Incoming, Message, Pid, Selector};
 
 mod lower;
 
@@ -286,11 +286,32 @@ fn deadline_of(timeout_ms: Option<u64>) -> Option<Instant> {
 
 impl ProcState {
     /// A guest's send, made without waiting if it can be ([`try_send`](crate::node::NodeInner::try_send)).
-    fn try_send(&self, to: Pid, tag: u64, payload: Vec<u8>) -> TrySend {
-        if to.node != self.node.id {
-            self.me.talks_remote.store(true, Ordering::Relaxed);
+    fn try_send(&mut self, to: Pid, tag: u64, payload: Vec<u8>) -> TrySend {
+        if to.node == self.node.id {
+            return TrySend::Done(self.send_local(to, tag, Bytes::from(payload)));
         }
+        self.me.talks_remote.store(true, Ordering::Relaxed);
         self.node.try_send(self.me.pid, to, tag, Bytes::from(payload))
+    }
+
+    /// A send to a process of this node. The process sent to last is kept
+    /// ([`ProcState::last_receiver`]): a server answering one client, or two processes
+    /// talking, push to it without looking it up in the process table, whose read lock is two
+    /// atomic operations on a line every sender shares. A process that has ended closes its
+    /// mailbox, so a kept one takes nothing more (its messages are dropped, as a dead pid's
+    /// are).
+    fn send_local(&mut self, to: Pid, tag: u64, payload: Bytes) -> Result<(), SendError> {
+        self.node.check_size(&payload)?;
+        let target = match &self.last_receiver {
+            Some(target) if target.pid == to => target,
+            _ => match self.node.table.get(&to) {
+                Some(target) => self.last_receiver.insert(target),
+                // A dead process, or an earlier incarnation's: dropped, as in Erlang.
+                None => return Ok(()),
+            },
+        };
+        let message = Incoming::Message(Message { sender: self.me.pid, tag, payload });
+        target.mailbox.push(message).map_err(|_| SendError::MailboxFull(to))
     }
 
     /// `receive-many`'s body.

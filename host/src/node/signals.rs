@@ -160,6 +160,7 @@ impl NodeInner {
             self.table.unregister_if(&name, pid);
         }
         self.table.remove(&pid);
+        me.mailbox.close();
         tracing::debug!(%pid, %reason, "process ended");
         for other in links {
             if other.node != self.id {

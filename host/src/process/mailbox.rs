@@ -75,12 +75,15 @@ pub(crate) struct Queue {
     bytes: usize,
     /// The owner's waker while it waits; the next push takes it.
     waiter: Option<Waker>,
+    /// The owner has ended: pushes are dropped ([`Mailbox::close`]).
+    closed: bool,
 }
 
 impl Queue {
     /// Removes the entry at `i`, taking a message off the bounded counts.
     fn remove(&mut self, i: usize) -> Option<Incoming> {
-        let entry = self.entries.remove(i)?;
+        // The oldest, most often: a pop needs none of a removal's shifting.
+        let entry = if i == 0 { self.entries.pop_front() } else { self.entries.remove(i) }?;
         if let Incoming::Message(m) = &entry {
             self.messages -= 1;
             self.bytes -= m.payload.len();
@@ -170,7 +173,13 @@ impl Mailbox {
     /// payload bytes in all.
     pub fn new(limit: usize, byte_limit: usize) -> Self {
         Self {
-            queue: Mutex::new(Queue { entries: VecDeque::new(), messages: 0, bytes: 0, waiter: None }),
+            queue: Mutex::new(Queue {
+                entries: VecDeque::new(),
+                messages: 0,
+                bytes: 0,
+                waiter: None,
+                closed: false,
+            }),
             limit,
             byte_limit,
         }
@@ -185,6 +194,9 @@ impl Mailbox {
     pub fn push(&self, entry: Incoming) -> Result<(), MailboxFull> {
         let waiter = {
             let mut q = self.queue.lock();
+            if q.closed {
+                return Ok(());
+            }
             if let Incoming::Message(m) = &entry {
                 let bytes = q.bytes.saturating_add(m.payload.len());
                 if q.messages >= self.limit {
@@ -204,6 +216,19 @@ impl Mailbox {
             waiter.wake();
         }
         Ok(())
+    }
+
+    /// Ends the mailbox with its owner: what waits is dropped, and so is every later push
+    /// (from a sender that kept the owner's entry, see `ProcState::send_local`), as
+    /// messages to a dead process are.
+    pub fn close(&self) {
+        let (entries, waiter) = {
+            let mut q = self.queue.lock();
+            q.closed = true;
+            (q.messages, q.bytes) = (0, 0);
+            (std::mem::take(&mut q.entries), q.waiter.take())
+        };
+        drop((entries, waiter));
     }
 
     /// How many entries wait.
@@ -299,6 +324,20 @@ mod tests {
     fn message(bytes: usize) -> Incoming {
         let sender = Pid { node: NodeId(1), incarnation: 1, index: 1 };
         Incoming::Message(Message { sender, tag: 0, payload: Bytes::from(vec![0; bytes]) })
+    }
+
+    #[test]
+    fn a_closed_mailbox_drops_what_waits_and_every_later_push() {
+        let mailbox = Mailbox::new(2, 1000);
+        mailbox.push(message(10)).unwrap();
+        mailbox.push(message(10)).unwrap();
+        mailbox.close();
+        assert_eq!(mailbox.len(), 0);
+        // Not full, and nothing kept: a push is dropped as one to a dead process is.
+        for _ in 0..3 {
+            mailbox.push(message(10)).unwrap();
+        }
+        assert!(mailbox.is_empty());
     }
 
     #[test]

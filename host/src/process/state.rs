@@ -61,6 +61,9 @@ pub(crate) struct ProcState {
     /// size class of the allocator: 256 bytes less per process).
     wasi: Option<Box<WasiCtx>>,
     resources: ResourceTable,
+    /// The local process this one sent to last, kept for its next send (see
+    /// `ProcState::send_local`).
+    pub last_receiver: Option<Arc<ProcessEntry>>,
 }
 
 impl ProcState {
@@ -72,7 +75,16 @@ impl ProcState {
         memory_limit: u64,
     ) -> Self {
         let limiter = ProcLimiter { memory_limit, me: Arc::clone(&me) };
-        Self { node, me, module, grants, limiter, wasi: None, resources: ResourceTable::new() }
+        Self {
+            node,
+            me,
+            module,
+            grants,
+            limiter,
+            wasi: None,
+            resources: ResourceTable::new(),
+            last_receiver: None,
+        }
     }
 }
 
