@@ -155,6 +155,35 @@ async fn a_host_call_given_memory_the_guest_does_not_have_ends_that_process_only
 }
 
 #[tokio::test]
+async fn a_send_whose_payload_lies_outside_the_guests_memory_ends_that_process_only() -> anyhow::Result<()> {
+    let send = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/guests/wat/send.wat"))?;
+    let payload = "(i32.const 80) (i32.const 15)";
+    ensure!(send.contains(payload), "send.wat's send call changed");
+    let node = node("watsend@localhost");
+    let mut me = node.host_process();
+    let cases = [
+        ("a well-formed payload", send.clone(), "normal".to_owned()),
+        (
+            "a payload longer than its memory",
+            send.replace(payload, "(i32.const 80) (i32.const 2000000000)"),
+            "trap: list pointer/length out of bounds of memory".to_owned(),
+        ),
+        (
+            "a payload running past its memory's end",
+            send.replace(payload, "(i32.const 65530) (i32.const 15)"),
+            "trap: list pointer/length out of bounds of memory".to_owned(),
+        ),
+    ];
+    for (what, source, expected) in cases {
+        let module = node.load(wat::parse_str(&source)?).await?;
+        let (_, monitor) = me.spawn_monitor(SpawnRequest::new(module, "main"))?;
+        let reason = next_down(&mut me, monitor).await?;
+        ensure!(reason.to_string() == expected, "send with {what}: {reason}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_module_whose_memory_starts_larger_than_a_default_process_loads_and_runs_when_given_room()
 -> anyhow::Result<()> {
     let node = node("watbig@localhost");

@@ -8,7 +8,7 @@
 //! the future of a send that may wait on the process's stack, on every call; here the send
 //! is made first without waiting ([`try_send`](crate::node::NodeInner::try_send)), and the waiting future is built
 //! only for a send that must wait. `receive` and `send-receive` write a message into the
-//! guest by hand ([`lower`]). The stack a process touches is resident for its whole
+//! guest by hand, and `send` and `send-receive` read their arguments by hand ([`abi`]). The stack a process touches is resident for its whole
 //! life: an idle process's deepest call was `send`, 5.4 KB, two pages.
 
 use std::sync::atomic::Ordering;
@@ -28,9 +28,9 @@ use crate::process::mailbox::{Queue, deadline_after};
 use crate::process::state::ProcState;
 use crate::process::{Incoming, Message, Pid, Selector};
 
-mod lower;
+mod abi;
 
-use lower::{ReceiveResult, SendReceiveResult};
+use abi::{ReceiveResult, SendArgs, SendReceiveArgs, SendReceiveResult};
 
 /// Most selectors one receive may have.
 const MAX_SELECTORS: usize = 256;
@@ -115,7 +115,7 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
     let mut mailbox = linker.instance(INSTANCE)?;
     mailbox.func_wrap_async(
         "send",
-        |mut store: StoreContextMut<'_, ProcState>, (to, tag, payload): (wit::Pid, u64, Vec<u8>)| {
+        |mut store: StoreContextMut<'_, ProcState>, SendArgs { to, tag, payload }| {
             let to: Pid = to.into();
             match store.data_mut().try_send(to, tag, payload) {
                 TrySend::Done(sent) => Box::new(std::future::ready(Ok((sent.map_err(Into::into),)))),
@@ -154,7 +154,7 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
     mailbox.func_wrap_async(
         "send-receive",
         |mut store: StoreContextMut<'_, ProcState>,
-         (to, tag, payload, selectors, timeout_ms): SendReceiveParams| {
+         SendReceiveArgs { to, tag, payload, selectors, timeout_ms }| {
             // Checked before the send: a receive that would trap must not have sent.
             let selectors = match selectors_of(selectors) {
                 Ok(selectors) => selectors,
@@ -191,9 +191,6 @@ fn send_waiting(
         Ok((state.node.send_remote(state.me.pid, to, tag, payload).await.map_err(Into::into),))
     })
 }
-
-/// `send-receive`'s parameters: to, tag, payload, selectors, timeout-ms.
-type SendReceiveParams = (wit::Pid, u64, Vec<u8>, Vec<wit::Selector>, Option<u64>);
 
 /// The error of bindgen's receives, which [`define_by_hand`] replaces in every linker of a
 /// node: reaching one means the replacement was not made, and the call traps rather than

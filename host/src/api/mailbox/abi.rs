@@ -1,26 +1,30 @@
-//! A received message lowered into the guest by hand.
+//! The canonical ABI of the hot mailbox calls, by hand: a received message lowered into the
+//! guest, and `send`'s and `send-receive`'s arguments lifted out of it.
 //!
 //! Every receive lowers the entry it takes into the guest's memory. Lowered the derived way,
 //! field by field, each of the dozen scalars of a `result<option<incoming>, send-error>`
 //! holding a message looks the instance's memory up again through the store (in W1's
 //! profile that lookup alone was 6% of the node's time). Here the common case, a message,
 //! is written with one lookup for its payload and one for everything else; any other value
-//! takes the derived path.
+//! takes the derived path. The arguments of a send are read from their flat values
+//! directly, the payload from the memory the call already holds, and an empty selector
+//! list without a look at memory at all.
 //!
-//! This implements wasmtime's `Lower` with the hidden lowering API its own derive macros
+//! This implements wasmtime's `Lower` and `Lift` with the hidden API its own derive macros
 //! expand to (`component::__internal`): not semver-stable, so tied to the wasmtime version
 //! the lockfile pins. What keeps it honest: the type check is the derived types' own (an
-//! instance whose WIT differs is refused, as before), the offsets are computed from their
-//! ABI constants (checked at compile time against the derived sizes), the fields are
-//! destructured exhaustively (a field added to the WIT breaks the build here), and a test
-//! checks every field as a guest reads it, through both calls
+//! instance whose WIT differs is refused, as before), the offsets and flat counts are
+//! computed from their ABI constants (checked at compile time against the derived sizes),
+//! the fields are destructured exhaustively (a field added to the WIT breaks the build
+//! here), and a test checks every field as a guest reads it, through both receiving calls
 //! (`a_received_message_reaches_the_guest_field_for_field_through_receive_and_send_receive`).
 
 use bytes::Bytes;
+use wasmtime::ValRaw;
 use wasmtime::component::__internal::{
-    CanonicalAbiInfo, ComponentVariant, InstanceType, InterfaceType, LowerContext,
+    CanonicalAbiInfo, ComponentVariant, InstanceType, InterfaceType, LiftContext, LowerContext,
 };
-use wasmtime::component::{ComponentType, Lower};
+use wasmtime::component::{ComponentNamedList, ComponentType, Lift, Lower};
 
 use super::wit;
 use super::{GuestIncoming, GuestMessage};
@@ -182,3 +186,152 @@ fn sent_received(r: &Result<Option<GuestIncoming>, wit::SendError>) -> Found<'_>
 }
 
 lowered_by_hand!(SendReceiveResult(Result<Option<GuestIncoming>, wit::SendError>), sent_received);
+
+/// `send`'s arguments: to, tag, payload.
+type SendTuple = (wit::Pid, u64, Vec<u8>);
+/// `send-receive`'s arguments: to, tag, payload, selectors, timeout-ms.
+type SendReceiveTuple = (wit::Pid, u64, Vec<u8>, Vec<wit::Selector>, Option<u64>);
+
+/// Flat values of `send`'s and `send-receive`'s arguments: pid (3), tag, payload (2), and
+/// for `send-receive` selectors (2) and timeout (2).
+const SEND_FLAT: usize = 6;
+const SEND_RECEIVE_FLAT: usize = 10;
+
+const _: () = {
+    // The flat layouts read below are the derived tuples'.
+    assert!(size_of::<<SendTuple as ComponentType>::Lower>() == size_of::<[ValRaw; SEND_FLAT]>());
+    assert!(
+        size_of::<<SendReceiveTuple as ComponentType>::Lower>() == size_of::<[ValRaw; SEND_RECEIVE_FLAT]>()
+    );
+};
+
+/// The pid in flat values `node, incarnation, index`.
+fn lift_pid(flat: &[ValRaw]) -> wit::Pid {
+    wit::Pid { node: flat[0].get_u64(), incarnation: flat[1].get_u32(), index: flat[2].get_u64() }
+}
+
+/// A copy of the `list<u8>` at `ptr`, `len` of the guest's memory, refused as wasmtime's
+/// own lifting refuses it when it lies outside (and with the fuel it would charge).
+fn lift_bytes(cx: &mut LiftContext<'_>, ptr: &ValRaw, len: &ValRaw) -> wasmtime::Result<Vec<u8>> {
+    let (ptr, len) = (ptr.get_u32() as usize, len.get_u32() as usize);
+    let Some(bytes) = cx.memory().get(ptr..).and_then(|m| m.get(..len)) else {
+        return Err(wasmtime::format_err!("list pointer/length out of bounds of memory"));
+    };
+    let bytes = bytes.to_vec();
+    cx.consume_fuel_array(len, 1)?;
+    Ok(bytes)
+}
+
+/// The type of field `i` of the argument tuple `ty`.
+fn field_type(cx: &LiftContext<'_>, ty: InterfaceType, i: usize) -> wasmtime::Result<InterfaceType> {
+    match ty {
+        InterfaceType::Tuple(t) => cx.types[t].types.get(i).copied(),
+        _ => None,
+    }
+    .ok_or_else(|| wasmtime::format_err!("unexpected type of a mailbox call's arguments"))
+}
+
+/// Implements `ComponentType`, `ComponentNamedList` and `Lift` for an argument struct with
+/// the derived tuple's ABI and type check, lifting from flat values by hand and from memory
+/// (where arguments never are: they are fewer than 16 flat values) the derived way.
+macro_rules! lifted_by_hand {
+    ($args:ident($tuple:ty, $flat:expr), $lift:path, ($($field:ident),*)) => {
+        // SAFETY: the ABI and the type check are `$tuple`'s, and `Lower` is as many flat values
+        // as `$tuple`'s (checked above), read in its order.
+        unsafe impl ComponentType for $args {
+            type Lower = [ValRaw; $flat];
+            const ABI: CanonicalAbiInfo = <$tuple as ComponentType>::ABI;
+
+            fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+                <$tuple as ComponentType>::typecheck(ty, types)
+            }
+        }
+
+        // SAFETY: as above; it type-checks as the tuple does.
+        unsafe impl ComponentNamedList for $args {}
+
+        // SAFETY: as above.
+        unsafe impl Lift for $args {
+            fn linear_lift_from_flat(
+                cx: &mut LiftContext<'_>,
+                ty: InterfaceType,
+                src: &Self::Lower,
+            ) -> wasmtime::Result<Self> {
+                $lift(cx, ty, src)
+            }
+
+            fn linear_lift_from_memory(
+                cx: &mut LiftContext<'_>,
+                ty: InterfaceType,
+                bytes: &[u8],
+            ) -> wasmtime::Result<Self> {
+                let ($($field,)*) = <$tuple as Lift>::linear_lift_from_memory(cx, ty, bytes)?;
+                Ok(Self { $($field),* })
+            }
+        }
+    };
+}
+
+/// `send`'s arguments, lifted by hand.
+pub(super) struct SendArgs {
+    pub to: wit::Pid,
+    pub tag: u64,
+    pub payload: Vec<u8>,
+}
+
+/// [`SendArgs`] from their flat values.
+fn lift_send(
+    cx: &mut LiftContext<'_>,
+    _ty: InterfaceType,
+    src: &[ValRaw; SEND_FLAT],
+) -> wasmtime::Result<SendArgs> {
+    Ok(SendArgs {
+        to: lift_pid(&src[..3]),
+        tag: src[3].get_u64(),
+        payload: lift_bytes(cx, &src[4], &src[5])?,
+    })
+}
+
+lifted_by_hand!(SendArgs(SendTuple, SEND_FLAT), lift_send, (to, tag, payload));
+
+/// `send-receive`'s arguments, lifted by hand.
+pub(super) struct SendReceiveArgs {
+    pub to: wit::Pid,
+    pub tag: u64,
+    pub payload: Vec<u8>,
+    pub selectors: Vec<wit::Selector>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// [`SendReceiveArgs`] from their flat values; selectors the derived way, unless there are
+/// none (the common case: a reply, or the next request, whatever it is).
+fn lift_send_receive(
+    cx: &mut LiftContext<'_>,
+    ty: InterfaceType,
+    src: &[ValRaw; SEND_RECEIVE_FLAT],
+) -> wasmtime::Result<SendReceiveArgs> {
+    let selectors = if src[7].get_u32() == 0 {
+        Vec::new()
+    } else {
+        let selectors_type = field_type(cx, ty, 3)?;
+        Vec::<wit::Selector>::linear_lift_from_flat(cx, selectors_type, &[src[6], src[7]])?
+    };
+    let timeout_ms = match src[8].get_u32() {
+        0 => None,
+        1 => Some(src[9].get_u64()),
+        _ => return Err(wasmtime::format_err!("invalid option discriminant")),
+    };
+    Ok(SendReceiveArgs {
+        to: lift_pid(&src[..3]),
+        tag: src[3].get_u64(),
+        payload: lift_bytes(cx, &src[4], &src[5])?,
+        selectors,
+        timeout_ms,
+    })
+}
+
+lifted_by_hand!(
+    SendReceiveArgs(SendReceiveTuple, SEND_RECEIVE_FLAT),
+    lift_send_receive,
+    (to, tag, payload, selectors, timeout_ms)
+);
