@@ -7,8 +7,8 @@
 //! guest; here the payload is lowered from its [`Bytes`] directly. Bindgen's `send` builds
 //! the future of a send that may wait on the process's stack, on every call; here the send
 //! is made first without waiting ([`try_send`](crate::node::NodeInner::try_send)), and the waiting future is built
-//! only for a send that must wait. `receive` and `send-receive` write a message into the
-//! guest by hand, and `send` and `send-receive` read their arguments by hand ([`abi`]). The stack a process touches is resident for its whole
+//! only for a send that must wait. `receive`, `send-receive` and `receive-many` write messages
+//! into the guest by hand, and `send` and `send-receive` read their arguments by hand ([`abi`]). The stack a process touches is resident for its whole
 //! life: an idle process's deepest call was `send`, 5.4 KB, two pages.
 
 use std::sync::atomic::Ordering;
@@ -30,7 +30,7 @@ use crate::process::{Incoming, Message, Pid, Selector};
 
 mod abi;
 
-use abi::{ReceiveResult, SendArgs, SendReceiveArgs, SendReceiveResult};
+use abi::{ReceiveManyResult, ReceiveResult, SendArgs, SendReceiveArgs, SendReceiveResult};
 
 /// Most selectors one receive may have.
 const MAX_SELECTORS: usize = 256;
@@ -148,7 +148,9 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
         "receive-many",
         |mut store: StoreContextMut<'_, ProcState>, (max, timeout_ms): (u32, Option<u64>)| {
             let deadline = deadline_of(timeout_ms);
-            Box::new(async move { Ok((store.data_mut().receive_many(max, deadline).await,)) })
+            Box::new(
+                async move { Ok((ReceiveManyResult(store.data_mut().receive_many(max, deadline).await),)) },
+            )
         },
     )?;
     mailbox.func_wrap_async(

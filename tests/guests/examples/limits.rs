@@ -196,7 +196,48 @@ fn received_fields(parent: Pid) {
             .map_err(|e| format!("send-receive: {e:?}"))?;
         check("send-receive", tag, &payload, got)
     });
+    let outcome = outcome.and_then(|()| received_many_fields(me, check));
     send(parent, &outcome.map_or_else(|e| e, |()| "ok".to_owned()));
+}
+
+/// The batch half of [`received_fields`]: messages of several sizes with an exit signal
+/// among them (while trapping exits), taken in one `receive-many`, each checked in order.
+fn received_many_fields(
+    me: spore_guest::bindings::spore::process::types::Pid,
+    check: impl Fn(
+        &str,
+        u64,
+        &[u8],
+        Option<spore_guest::bindings::spore::process::mailbox::Incoming>,
+    ) -> Result<(), String>,
+) -> Result<(), String> {
+    use spore_guest::bindings::spore::process::{link as wit_link, mailbox as wit, types as wit_types};
+    wit_link::trap_exit(true);
+    let sizes = [3usize, 0, 64, 1000];
+    let payloads: Vec<Vec<u8>> = sizes.iter().map(|&len| (0..len).map(|b| (b * 3) as u8).collect()).collect();
+    for (i, payload) in payloads.iter().enumerate() {
+        if i == 2 {
+            wit_link::exit(me, &wit_types::ExitReason::Panic("in the batch".into()));
+        }
+        wit::send(me, 0x0123_4567_89ab_cdef + i as u64, payload).map_err(|e| format!("send: {e:?}"))?;
+    }
+    let mut batch = wit::receive_many(16, Some(1000)).into_iter();
+    for (i, payload) in payloads.iter().enumerate() {
+        if i == 2 {
+            match batch.next() {
+                Some(wit::Incoming::Exit(e))
+                    if (e.sender.node, e.sender.index) == (me.node, me.index)
+                        && matches!(&e.reason, wit_types::ExitReason::Panic(why) if why == "in the batch") => {
+                }
+                other => return Err(format!("receive-many: {other:?}, not the exit signal")),
+            }
+        }
+        check("receive-many", 0x0123_4567_89ab_cdef + i as u64, payload, batch.next())?;
+    }
+    match batch.next() {
+        None => Ok(()),
+        extra => Err(format!("receive-many: an extra entry {extra:?}")),
+    }
 }
 
 spore_guest::entries!(

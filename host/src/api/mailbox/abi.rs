@@ -1,5 +1,6 @@
-//! The canonical ABI of the hot mailbox calls, by hand: a received message lowered into the
-//! guest, and `send`'s and `send-receive`'s arguments lifted out of it.
+//! The canonical ABI of the hot mailbox calls, by hand: received messages lowered into the
+//! guest (by `receive`, `send-receive` and `receive-many`), and `send`'s and
+//! `send-receive`'s arguments lifted out of it.
 //!
 //! Every receive lowers the entry it takes into the guest's memory. Lowered the derived way,
 //! field by field, each of the dozen scalars of a `result<option<incoming>, send-error>`
@@ -186,6 +187,65 @@ fn sent_received(r: &Result<Option<GuestIncoming>, wit::SendError>) -> Found<'_>
 }
 
 lowered_by_hand!(SendReceiveResult(Result<Option<GuestIncoming>, wit::SendError>), sent_received);
+
+/// What `receive-many` returns, its messages lowered by hand (the list's memory from the
+/// guest's realloc, then each entry in place).
+pub(super) struct ReceiveManyResult(pub(super) Vec<GuestIncoming>);
+
+// SAFETY: the ABI, the flat representation and the type check are `Vec<GuestIncoming>`'s,
+// and the memory lowering writes the layout its derived lowering writes: a list of
+// `incoming` (each a message written as `lower_message` writes it, or the derived way), and
+// its pointer and length.
+unsafe impl ComponentType for ReceiveManyResult {
+    type Lower = <Vec<GuestIncoming> as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <Vec<GuestIncoming> as ComponentType>::ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <Vec<GuestIncoming> as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: as above.
+unsafe impl Lower for ReceiveManyResult {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        dst: &mut std::mem::MaybeUninit<Self::Lower>,
+    ) -> wasmtime::Result<()> {
+        self.0.linear_lower_to_flat(cx, ty, dst)
+    }
+
+    fn linear_lower_to_memory<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        ty: InterfaceType,
+        offset: usize,
+    ) -> wasmtime::Result<()> {
+        let InterfaceType::List(list) = ty else {
+            return Err(wasmtime::format_err!("unexpected type of receive-many's result"));
+        };
+        let element = cx.types[list].element;
+        let entries = &self.0;
+        let size = entries
+            .len()
+            .checked_mul(GuestIncoming::SIZE32)
+            .ok_or_else(|| wasmtime::format_err!("size overflow copying a list"))?;
+        let base = cx.realloc(0, 0, GuestIncoming::ALIGN32, size)?;
+        for (i, entry) in entries.iter().enumerate() {
+            let at = base + i * GuestIncoming::SIZE32;
+            match entry {
+                GuestIncoming::Message(message) => lower_message(cx, at, &[], 0, message)?,
+                other => other.linear_lower_to_memory(cx, element, at)?,
+            }
+        }
+        let out = cx.as_slice_mut().get_mut(offset..offset + 8).ok_or_else(out_of_bounds)?;
+        // Both fit in u32: realloc took the list's size as such.
+        out[..4].copy_from_slice(&(base as u32).to_le_bytes());
+        out[4..].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+        Ok(())
+    }
+}
 
 /// `send`'s arguments: to, tag, payload.
 type SendTuple = (wit::Pid, u64, Vec<u8>);
