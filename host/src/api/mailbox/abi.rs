@@ -113,12 +113,12 @@ fn out_of_bounds() -> wasmtime::Error {
 }
 
 /// Implements `ComponentType` and `Lower` for a wrapper of `$inner` with the derived type's
-/// ABI and type check, lowering to memory by hand when `$message` finds a message (with the
-/// enclosing discriminants it returns) and the derived way otherwise.
+/// ABI, type check and flat lowering, lowering to memory with `$to_memory` (by hand for
+/// messages, the derived way for anything else).
 macro_rules! lowered_by_hand {
-    ($wrapper:ident($inner:ty), $message:path) => {
+    ($wrapper:ident($inner:ty), $to_memory:path) => {
         // SAFETY: the ABI, the flat representation and the type check are `$inner`'s, and
-        // the memory lowering writes exactly the layout `$inner`'s derived lowering writes.
+        // `$to_memory` writes exactly the layout `$inner`'s derived lowering writes.
         unsafe impl ComponentType for $wrapper {
             type Lower = <$inner as ComponentType>::Lower;
             const ABI: CanonicalAbiInfo = <$inner as ComponentType>::ABI;
@@ -145,107 +145,85 @@ macro_rules! lowered_by_hand {
                 ty: InterfaceType,
                 offset: usize,
             ) -> wasmtime::Result<()> {
-                match $message(&self.0) {
-                    Some((discriminants, at, message)) => {
-                        lower_message(cx, offset, discriminants, at, message)
-                    }
-                    None => self.0.linear_lower_to_memory(cx, ty, offset),
-                }
+                $to_memory(&self.0, cx, ty, offset)
             }
         }
     };
 }
 
-/// Where a message lies in a lowered value: the enclosing discriminants (offset, value),
-/// the offset of the `incoming`, and the message.
-type Found<'a> = Option<(&'static [(usize, u8)], usize, &'a GuestMessage)>;
-
 /// What `receive` returns, its message lowered by hand.
 pub(super) struct ReceiveResult(pub(super) Option<GuestIncoming>);
 
-/// The message a `receive` returns, if it is one.
-fn received(r: &Option<GuestIncoming>) -> Found<'_> {
+/// Lowers what a `receive` returns at `offset`.
+fn receive_to_memory<T>(
+    r: &Option<GuestIncoming>,
+    cx: &mut LowerContext<'_, T>,
+    ty: InterfaceType,
+    offset: usize,
+) -> wasmtime::Result<()> {
     match r {
-        Some(GuestIncoming::Message(m)) => Some((&[(0, SOME)], IN_OPTION, m)),
-        _ => None,
+        Some(GuestIncoming::Message(m)) => lower_message(cx, offset, &[(0, SOME)], IN_OPTION, m),
+        _ => r.linear_lower_to_memory(cx, ty, offset),
     }
 }
 
-lowered_by_hand!(ReceiveResult(Option<GuestIncoming>), received);
+lowered_by_hand!(ReceiveResult(Option<GuestIncoming>), receive_to_memory);
 
 /// What `send-receive` returns, its message lowered by hand.
 pub(super) struct SendReceiveResult(pub(super) Result<Option<GuestIncoming>, wit::SendError>);
 
-/// The message a `send-receive` returns, if it is one.
-fn sent_received(r: &Result<Option<GuestIncoming>, wit::SendError>) -> Found<'_> {
+/// Lowers what a `send-receive` returns at `offset`.
+fn send_receive_to_memory<T>(
+    r: &Result<Option<GuestIncoming>, wit::SendError>,
+    cx: &mut LowerContext<'_, T>,
+    ty: InterfaceType,
+    offset: usize,
+) -> wasmtime::Result<()> {
     match r {
         Ok(Some(GuestIncoming::Message(m))) => {
-            Some((&[(0, OK), (IN_RESULT, SOME)], IN_RESULT + IN_OPTION, m))
+            lower_message(cx, offset, &[(0, OK), (IN_RESULT, SOME)], IN_RESULT + IN_OPTION, m)
         }
-        _ => None,
+        _ => r.linear_lower_to_memory(cx, ty, offset),
     }
 }
 
-lowered_by_hand!(SendReceiveResult(Result<Option<GuestIncoming>, wit::SendError>), sent_received);
+lowered_by_hand!(SendReceiveResult(Result<Option<GuestIncoming>, wit::SendError>), send_receive_to_memory);
 
-/// What `receive-many` returns, its messages lowered by hand (the list's memory from the
-/// guest's realloc, then each entry in place).
+/// What `receive-many` returns, its messages lowered by hand.
 pub(super) struct ReceiveManyResult(pub(super) Vec<GuestIncoming>);
 
-// SAFETY: the ABI, the flat representation and the type check are `Vec<GuestIncoming>`'s,
-// and the memory lowering writes the layout its derived lowering writes: a list of
-// `incoming` (each a message written as `lower_message` writes it, or the derived way), and
-// its pointer and length.
-unsafe impl ComponentType for ReceiveManyResult {
-    type Lower = <Vec<GuestIncoming> as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <Vec<GuestIncoming> as ComponentType>::ABI;
-
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <Vec<GuestIncoming> as ComponentType>::typecheck(ty, types)
-    }
-}
-
-// SAFETY: as above.
-unsafe impl Lower for ReceiveManyResult {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        dst: &mut std::mem::MaybeUninit<Self::Lower>,
-    ) -> wasmtime::Result<()> {
-        self.0.linear_lower_to_flat(cx, ty, dst)
-    }
-
-    fn linear_lower_to_memory<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        offset: usize,
-    ) -> wasmtime::Result<()> {
-        let InterfaceType::List(list) = ty else {
-            return Err(wasmtime::format_err!("unexpected type of receive-many's result"));
-        };
-        let element = cx.types[list].element;
-        let entries = &self.0;
-        let size = entries
-            .len()
-            .checked_mul(GuestIncoming::SIZE32)
-            .ok_or_else(|| wasmtime::format_err!("size overflow copying a list"))?;
-        let base = cx.realloc(0, 0, GuestIncoming::ALIGN32, size)?;
-        for (i, entry) in entries.iter().enumerate() {
-            let at = base + i * GuestIncoming::SIZE32;
-            match entry {
-                GuestIncoming::Message(message) => lower_message(cx, at, &[], 0, message)?,
-                other => other.linear_lower_to_memory(cx, element, at)?,
-            }
+/// Lowers what a `receive-many` returns at `offset`: the list's memory from the guest's
+/// realloc, each entry in place, then the list's pointer and length.
+fn receive_many_to_memory<T>(
+    entries: &[GuestIncoming],
+    cx: &mut LowerContext<'_, T>,
+    ty: InterfaceType,
+    offset: usize,
+) -> wasmtime::Result<()> {
+    let InterfaceType::List(list) = ty else {
+        return Err(wasmtime::format_err!("unexpected type of receive-many's result"));
+    };
+    let element = cx.types[list].element;
+    let size = entries
+        .len()
+        .checked_mul(GuestIncoming::SIZE32)
+        .ok_or_else(|| wasmtime::format_err!("size overflow copying a list"))?;
+    let base = cx.realloc(0, 0, GuestIncoming::ALIGN32, size)?;
+    for (i, entry) in entries.iter().enumerate() {
+        let at = base + i * GuestIncoming::SIZE32;
+        match entry {
+            GuestIncoming::Message(message) => lower_message(cx, at, &[], 0, message)?,
+            other => other.linear_lower_to_memory(cx, element, at)?,
         }
-        let out = cx.as_slice_mut().get_mut(offset..offset + 8).ok_or_else(out_of_bounds)?;
-        // Both fit in u32: realloc took the list's size as such.
-        out[..4].copy_from_slice(&(base as u32).to_le_bytes());
-        out[4..].copy_from_slice(&(entries.len() as u32).to_le_bytes());
-        Ok(())
     }
+    let out = cx.as_slice_mut().get_mut(offset..offset + 8).ok_or_else(out_of_bounds)?;
+    // Both fit in u32: realloc took the list's size as such.
+    out[..4].copy_from_slice(&(base as u32).to_le_bytes());
+    out[4..].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+    Ok(())
 }
+
+lowered_by_hand!(ReceiveManyResult(Vec<GuestIncoming>), receive_many_to_memory);
 
 /// `send`'s arguments: to, tag, payload.
 type SendTuple = (wit::Pid, u64, Vec<u8>);
