@@ -421,7 +421,7 @@ async fn list_entries(
     let state = ProcState::new(Arc::clone(node), Arc::clone(&probe), module, Grants::default(), memory);
     let mut store = Store::new(&node.engine, state);
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_async_yield_and_update(1);
+    crate::epoch::yield_at_deadlines(&mut store);
     if node.config.fuel {
         store.set_fuel(u64::MAX).map_err(|e| LoadError::Entries(format!("{e:#}")))?;
     }

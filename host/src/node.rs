@@ -275,10 +275,10 @@ impl Node {
         let runtime = builder
             .worker_threads(workers.max(1))
             .thread_name("spore-node")
-            // Poll the timer and I/O driver often even while guests keep workers busy
-            // (TECH-NOTES pitfall 3): guests yield every epoch tick, so a busy node still
-            // serves its connections within a few ticks.
-            .event_interval(8)
+            // Every 61 tasks a busy worker polls the timer and I/O driver (tokio's default).
+            // Guests that spin do not make it wait that long (TECH-NOTES pitfall 3): their
+            // epoch yields let the driver run first ([`crate::epoch::yield_at_deadlines`]).
+            .event_interval(61)
             // Processes and the network share the workers: a message crosses no thread
             // between a guest's send and the socket, nor between the socket and the
             // receiving guest (a separate network thread cost two wake-ups per message: a

@@ -141,7 +141,7 @@ async fn run_guest(
     let state = ProcState::new(Arc::clone(&node), me, module, grants, memory_limit);
     let mut store = Store::new(&node.engine, state);
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_async_yield_and_update(1);
+    crate::epoch::yield_at_deadlines(&mut store);
     if node.config.fuel {
         let configured = store
             .set_fuel(fuel.unwrap_or(u64::MAX))
