@@ -102,8 +102,24 @@ impl NodeNames {
     }
 
     fn by_name(&self, name: &[u8]) -> Option<u64> {
-        self.0.iter().rev().find(|(_, n)| n.as_bytes() == name).map(|(i, _)| *i)
+        self.0.iter().rev().find(|(_, n)| same_bytes(n.as_bytes(), name)).map(|(i, _)| *i)
     }
+}
+
+/// `a == b`, eight bytes at a time: a node name is compared at every pid a message
+/// carries, and the slice comparison calls wasi-libc's `memcmp`, a byte loop.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word =
+        |x: &[u8], i: usize| x.get(i..i + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
+    // Whole words, then the last eight bytes (overlapping the last word read).
+    (0..n - 8).step_by(8).all(|i| word(a, i) == word(b, i)) && word(a, n - 8) == word(b, n - 8)
 }
 
 /// The name of node `id`, asking the host the first time.
@@ -215,4 +231,24 @@ pub(crate) fn remember_node_for_test(name: &str) -> u64 {
     let id = 0x1234_5678_9abc_def0;
     NODES.with(|n| n.borrow_mut().remember(id, name));
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn names_compare_equal_exactly_when_their_bytes_do() {
+        let name = b"node-with-a-name-of-twenty-nine";
+        for len in 0..name.len() {
+            let a = &name[..len];
+            assert!(same_bytes(a, a));
+            assert!(!same_bytes(a, &name[..len + 1]));
+            for i in 0..len {
+                let mut b = a.to_vec();
+                b[i] ^= 0x20;
+                assert!(!same_bytes(a, &b), "{len} bytes differing at {i}");
+            }
+        }
+    }
 }

@@ -436,6 +436,39 @@ async fn messages_larger_than_a_small_send_window_arrive_in_order() -> anyhow::R
     Ok(())
 }
 
+/// A guest's `send-receive` to another node whose send window it has used up waits for
+/// credit, then receives: every message arrives, in order.
+#[tokio::test]
+async fn a_send_receive_waiting_for_send_credit_delivers_everything_in_order() -> anyhow::Result<()> {
+    const N: u64 = 136;
+    const SIZE: u64 = 64 << 10;
+    let mapper = free_port();
+    let node = |name: &str| {
+        let mut dist = DistConfig::new("test-cookie");
+        dist.mapper_port = Some(mapper);
+        dist.tick = TICK;
+        dist.send_window = 16 << 10;
+        Node::start(NodeConfig { dist: Some(dist), ..spore_tests::test_config(name) })
+    };
+    let (a, b) = (node("credit0@localhost")?, node("credit1@localhost")?);
+    let mut them = b.host_process();
+    let limits = load(&a, guests::LIMITS).await?;
+    a.remember_node(them.pid().node, b.name());
+    // 8.5 MiB: more than the send credit of a connection (8 MiB), ahead of a 16 KiB window.
+    spawn(&a, limits, "send_receive_flood", vec![a.pid_value(them.pid()), int(N), int(SIZE)])?;
+    for i in 0..N {
+        let (_, value) = next_message(&mut them).await.with_context(|| format!("message {i}"))?;
+        let Value::Array(fields) = value else { anyhow::bail!("message {i}: {value:?}") };
+        ensure!(fields.first() == Some(&int(i)), "message {i} out of order: {:?}", fields.first());
+        ensure!(
+            fields.get(1).and_then(Value::as_text).map(str::len) == Some(SIZE as usize),
+            "message {i} cut"
+        );
+    }
+    ensure!(as_text(&next_message(&mut them).await?.1)? == "end");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_million_messages_arrive_complete_and_in_order() -> anyhow::Result<()> {
     const N: u64 = 1_000_000;

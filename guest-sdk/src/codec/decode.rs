@@ -12,6 +12,12 @@ use super::{CodecError, PID_MARKER};
 use crate::pid::{PID_TAG, Pid};
 use crate::rpc::CALL_TAG;
 
+/// A pid's tag ([`PID_TAG`], in four bytes) and the head of its definite array of three.
+const CANONICAL_PID_HEAD: [u8; 6] = {
+    let tag = PID_TAG.to_be_bytes();
+    [major::TAG | 26, tag[4], tag[5], tag[6], tag[7], major::ARRAY | 3]
+};
+
 /// How deeply arrays, maps and tags may nest: a hostile message cannot exhaust the stack.
 const MAX_DEPTH: u32 = 256;
 
@@ -351,12 +357,19 @@ impl<'de> Decoder<'de> {
     /// Reads a pid: tag [`PID_TAG`] over `[node-name, incarnation, index]`.
     #[inline(never)]
     fn pid(&mut self) -> Result<Pid, CodecError> {
-        let tag = self.head()?;
-        if tag.major != major::TAG || tag.value != PID_TAG {
-            return Err(error("expected a pid (tag SPID)"));
-        }
         let bad = || error("a pid is [node-name, incarnation, index]");
-        let array = self.head()?;
+        // The form every Spore encoder writes, tag and definite array in one look.
+        let array =
+            if self.input.get(self.pos..self.pos + CANONICAL_PID_HEAD.len()) == Some(&CANONICAL_PID_HEAD) {
+                self.pos += CANONICAL_PID_HEAD.len();
+                Head { major: major::ARRAY, info: 3, value: 3 }
+            } else {
+                let tag = self.head()?;
+                if tag.major != major::TAG || tag.value != PID_TAG {
+                    return Err(error("expected a pid (tag SPID)"));
+                }
+                self.head()?
+            };
         if array.major != major::ARRAY || !array.indefinite() && array.value != 3 {
             return Err(bad());
         }
@@ -548,6 +561,17 @@ fn unexpected<'a>(item: &'a Item<'_>) -> de::Unexpected<'a> {
     }
 }
 
+/// `bytes` as text, if they are UTF-8. Short ASCII texts (tags, names), the common case,
+/// are checked inline.
+#[inline]
+fn utf8(bytes: &[u8]) -> Result<&str, CodecError> {
+    if bytes.len() <= 16 && bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { core::str::from_utf8_unchecked(bytes) });
+    }
+    core::str::from_utf8(bytes).map_err(|_| not_utf8())
+}
+
 /// Text that is not UTF-8.
 fn not_utf8() -> CodecError {
     error("a text string that is not UTF-8")
@@ -685,7 +709,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
         if let Some(text) = self.definite_string(major::TEXT)? {
-            return visitor.visit_borrowed_str(core::str::from_utf8(text).map_err(|_| not_utf8())?);
+            return visitor.visit_borrowed_str(utf8(text)?);
         }
         match self.item()? {
             Item::Text(text) => visit_text(text, visitor),

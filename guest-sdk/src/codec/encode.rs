@@ -55,11 +55,20 @@ impl Encoder {
     }
 
     /// Writes the head of an item: its major type and its argument in the shortest form.
+    /// The one-byte head, the most common, is written inline.
     #[inline]
     fn head(&mut self, major: u8, value: u64) {
         if value < 24 {
             self.out.push(major | value as u8);
-        } else if value <= u64::from(u8::MAX) {
+        } else {
+            self.long_head(major, value);
+        }
+    }
+
+    /// [`Encoder::head`] of an argument of 24 or more.
+    #[inline(never)]
+    fn long_head(&mut self, major: u8, value: u64) {
+        if value <= u64::from(u8::MAX) {
             self.out.extend_from_slice(&[major | 24, value as u8]);
         } else if value <= u64::from(u16::MAX) {
             self.out.push(major | 25);

@@ -213,6 +213,13 @@ fn pids_are_read_in_every_form_an_encoder_may_write_and_refused_malformed() {
     indefinite.extend_from_slice(b"localhost");
     indefinite.extend_from_slice(&[0xff, 0x07, 0x19, 0x01, 0x2c, 0xff]);
     assert_eq!(decode::<crate::Pid>(&pid_with(&indefinite)).unwrap(), pid);
+    // The tag in eight bytes, past the look for the usual head.
+    let long_tag = [
+        &[0xdb, 0, 0, 0, 0, 0x53, 0x50, 0x49, 0x44, 0x83, 0x6b][..],
+        b"b@localhost",
+        &[0x07, 0x19, 0x01, 0x2c],
+    ];
+    assert_eq!(decode::<crate::Pid>(&long_tag.concat()).unwrap(), pid);
     let definite = |name: &[u8], incarnation: &[u8]| {
         let mut array = vec![0x83, 0x60 | name.len() as u8];
         array.extend_from_slice(name);

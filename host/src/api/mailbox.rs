@@ -162,16 +162,25 @@ pub(super) fn define_by_hand(linker: &mut Linker<ProcState>) -> wasmtime::Result
                 Ok(selectors) => selectors,
                 Err(e) => return Box::new(async { Err(e) }),
             };
-            Box::new(async move {
-                let state = store.data_mut();
-                if let Err(e) = state.send(to, tag, payload).await? {
-                    return Ok((SendReceiveResult(Err(e)),));
+            // Sent here when no wait is needed (the common case), so that the boxed future,
+            // made and moved into its box at every call, holds only the receive: with the
+            // send in it (and the send's wait for credit), it was 720 bytes.
+            let to: Pid = to.into();
+            match store.data_mut().try_send(to, tag, payload) {
+                TrySend::Done(Ok(())) => {}
+                TrySend::Done(Err(e)) => {
+                    return Box::new(std::future::ready(Ok((SendReceiveResult(Err(e.into())),))));
                 }
-                // The receive's time starts after the send, as when the guest makes the two
-                // calls. No look before the wait, whose first poll looks: the request's reply
-                // is rarely there yet, and each look takes the mailbox's lock.
-                let deadline = deadline_of(timeout_ms);
-                Ok((SendReceiveResult(Ok(state.receive_entry(&selectors, deadline, 0).await)),))
+                TrySend::Wait(payload) => {
+                    return send_waiting_then_receive(store, to, tag, payload, selectors, timeout_ms);
+                }
+            }
+            // The receive's time starts after the send, as when the guest makes the two
+            // calls. No look before the wait, whose first poll looks: the request's reply
+            // is rarely there yet, and each look takes the mailbox's lock.
+            let deadline = deadline_of(timeout_ms);
+            Box::new(async move {
+                Ok((SendReceiveResult(Ok(store.data_mut().receive_entry(&selectors, deadline, 0).await)),))
             })
         },
     )?;
@@ -191,6 +200,27 @@ fn send_waiting(
     Box::new(async move {
         let state = store.data_mut();
         Ok((state.node.send_remote(state.me.pid, to, tag, payload).await.map_err(Into::into),))
+    })
+}
+
+/// The future of a guest's `send-receive` whose send waits for credit; out of line, as
+/// [`send_waiting`].
+#[inline(never)]
+fn send_waiting_then_receive(
+    mut store: StoreContextMut<'_, ProcState>,
+    to: Pid,
+    tag: u64,
+    payload: Bytes,
+    selectors: Vec<Selector>,
+    timeout_ms: Option<u64>,
+) -> Box<dyn Future<Output = wasmtime::Result<(SendReceiveResult,)>> + Send + '_> {
+    Box::new(async move {
+        let state = store.data_mut();
+        if let Err(e) = state.node.send_remote(state.me.pid, to, tag, payload).await {
+            return Ok((SendReceiveResult(Err(e.into())),));
+        }
+        let deadline = deadline_of(timeout_ms);
+        Ok((SendReceiveResult(Ok(state.receive_entry(&selectors, deadline, 0).await)),))
     })
 }
 

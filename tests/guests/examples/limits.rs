@@ -240,7 +240,21 @@ fn received_many_fields(
     }
 }
 
+/// Sends `(i, padding)` for i in 0..n, `size` bytes of padding each, to `to` through
+/// `send-receive` with no time to wait for a reply, then `"end"`: to a node whose send window
+/// is smaller than what is sent, the sends wait for credit inside `send-receive`.
+fn send_receive_flood(to: Pid, n: u64, size: u64) {
+    let padding = "x".repeat(size as usize);
+    for i in 0..n {
+        if let Some(entry) = send_receive_any(to, &(i, padding.as_str()), Some(Duration::ZERO)) {
+            panic!("nothing was sent here, yet {entry:?}");
+        }
+    }
+    send(to, "end");
+}
+
 spore_guest::entries!(
+    send_receive_flood,
     received_fields,
     send_big,
     send_big_later,
