@@ -410,18 +410,25 @@ async fn a_node_going_down_fires_links_monitors_and_nodedown() -> anyhow::Result
     Ok(())
 }
 
-#[tokio::test]
-async fn messages_larger_than_a_small_send_window_arrive_in_order() -> anyhow::Result<()> {
-    const N: usize = 64;
+/// Two nodes `<prefix>0` and `<prefix>1` whose connections allow 16 KiB in flight.
+fn small_window_pair(prefix: &str) -> anyhow::Result<(Node, Node)> {
     let mapper = free_port();
-    let node = |name: &str| {
+    let node = |i: u32| {
         let mut dist = DistConfig::new("test-cookie");
         dist.mapper_port = Some(mapper);
         dist.tick = TICK;
         dist.send_window = 16 << 10;
-        spore_host::Node::start(spore_host::NodeConfig { dist: Some(dist), ..spore_tests::test_config(name) })
+        let config =
+            NodeConfig { dist: Some(dist), ..spore_tests::test_config(&format!("{prefix}{i}@localhost")) };
+        Node::start(config)
     };
-    let (a, b) = (node("window0@localhost")?, node("window1@localhost")?);
+    Ok((node(0)?, node(1)?))
+}
+
+#[tokio::test]
+async fn messages_larger_than_a_small_send_window_arrive_in_order() -> anyhow::Result<()> {
+    const N: usize = 64;
+    let (a, b) = small_window_pair("window")?;
     let (me, mut them) = (a.host_process(), b.host_process());
     a.remember_node(them.pid().node, b.name());
     for i in 0..N {
@@ -442,15 +449,7 @@ async fn messages_larger_than_a_small_send_window_arrive_in_order() -> anyhow::R
 async fn a_send_receive_waiting_for_send_credit_delivers_everything_in_order() -> anyhow::Result<()> {
     const N: u64 = 136;
     const SIZE: u64 = 64 << 10;
-    let mapper = free_port();
-    let node = |name: &str| {
-        let mut dist = DistConfig::new("test-cookie");
-        dist.mapper_port = Some(mapper);
-        dist.tick = TICK;
-        dist.send_window = 16 << 10;
-        Node::start(NodeConfig { dist: Some(dist), ..spore_tests::test_config(name) })
-    };
-    let (a, b) = (node("credit0@localhost")?, node("credit1@localhost")?);
+    let (a, b) = small_window_pair("credit")?;
     let mut them = b.host_process();
     let limits = load(&a, guests::LIMITS).await?;
     a.remember_node(them.pid().node, b.name());
