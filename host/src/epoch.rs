@@ -116,7 +116,12 @@ impl<F: Future> Future for Tracked<F> {
 /// two spinning guests with the old pair (8, undeferred) and 2.2 ms with this one and
 /// tokio's default interval (61); beside eight, 5.3 and 4.3 ms. On one CPU beside eight it
 /// takes longer, 7.6 ms against 5.3: the driver waits for a round of eight 1 ms slices.
+///
+/// The first deadline is one tick away: a new store's is the epoch 0, long past, and every
+/// process yielded at its first instruction, which a deferred yield makes cost a driver
+/// poll per spawn.
 pub(crate) fn yield_at_deadlines<T: 'static>(store: &mut wasmtime::Store<T>) {
+    store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| {
         Ok(wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
     });
