@@ -224,26 +224,22 @@ fn send_waiting_then_receive(
     })
 }
 
-/// The error of bindgen's receives, which [`define_by_hand`] replaces in every linker of a
-/// node: reaching one means the replacement was not made, and the call traps rather than
-/// receive more slowly unnoticed.
+/// The error of bindgen's `send` and receives, which [`define_by_hand`] replaces in every
+/// linker of a node: reaching one means the replacement was not made, and the call traps
+/// rather than run more slowly unnoticed.
 fn not_replaced(name: &str) -> wasmtime::Error {
     wasmtime::format_err!("`{INSTANCE}` `{name}` was not replaced in the linker")
 }
 
 impl Host for ProcState {
+    /// Replaced by [`define_by_hand`].
     async fn send(
         &mut self,
-        to: wit::Pid,
-        tag: u64,
-        payload: Vec<u8>,
+        _to: wit::Pid,
+        _tag: u64,
+        _payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wit::SendError>> {
-        let to: Pid = to.into();
-        let sent = match self.try_send(to, tag, payload) {
-            TrySend::Done(sent) => sent,
-            TrySend::Wait(payload) => self.node.send_remote(self.me.pid, to, tag, payload).await,
-        };
-        Ok(sent.map_err(Into::into))
+        Err(not_replaced("send"))
     }
 
     async fn send_named(
