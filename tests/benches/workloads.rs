@@ -313,11 +313,10 @@ const WORKLOADS: &[Workload] = &[
     Workload {
         id: "W5b",
         keys: &["p50_us", "mean_us", "p99_us", "module_bytes"],
-        n: 25,
+        n: 200,
         quick_n: 5,
-        n_note: "n is K, the modules per repetition; spec K is 200, lowered so that one repetition \
-                 lasts about a second: the first module of a fresh B compiles every function \
-                 (~0.1 s). Each module is the lean hello guest (SDK without std, ~34 KB)",
+        n_note: "n is K, the modules per repetition (spec K); each module is the lean hello \
+                 guest (SDK without std, ~37 KB)",
         remote: true,
         run: |b, n| b.rt.block_on(w5b(b.cluster()?, n, Guest::Lean)),
     },
@@ -326,7 +325,8 @@ const WORKLOADS: &[Workload] = &[
         keys: &["p50_us", "mean_us", "p99_us", "module_bytes"],
         n: 25,
         quick_n: 5,
-        n_note: "Spore only: W5b with the hello guest on the SDK with std (~78 KB), K as in W5b",
+        n_note: "Spore only: W5b with the hello guest on the SDK with std (~81 KB); K lowered from \
+                 200 to 25 so that a repetition lasts about half a second",
         remote: true,
         run: |b, n| b.rt.block_on(w5b(b.cluster()?, n, Guest::Std)),
     },
